@@ -1,0 +1,120 @@
+"""One loader for every `.ini` config: defaults, a config file on top, then `--section.key value`.
+
+`configs/gardener.ini` is the schema: it defines every valid key and its type. Another config
+file overrides some of its keys; command-line overrides come last. Unknown sections or keys fail
+with a `ConfigError` that lists the valid ones.
+"""
+from __future__ import annotations
+
+import ast
+import configparser
+from importlib import resources
+from pathlib import Path
+
+DEFAULT_CONFIG = "gardener.ini"
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the schema."""
+
+
+Config = dict[str, dict[str, object]]
+
+
+def bundled_config_path(name: str = DEFAULT_CONFIG) -> Path:
+    """Path of a config shipped in `configs/` (e.g. 'quick.ini')."""
+    return Path(str(resources.files("configs") / name))
+
+
+def _read_ini(path: Path) -> Config:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#",))
+    parser.optionxform = str  # keep key case
+    try:
+        parser.read(path)
+    except configparser.Error as error:
+        raise ConfigError(f"{path}: {error}") from None
+    return {section: {key: _literal(value) for key, value in parser[section].items()}
+            for section in parser.sections()}
+
+
+def _literal(text: str) -> object:
+    """'1e-3' -> 0.001, '4_096' -> 4096, 'True' -> True, anything else stays a string."""
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError):
+        return text.strip()
+
+
+def _coerce(value: object, default: object, where: str) -> object:
+    """Give `value` the type of the schema's default (bool, int, float or str)."""
+    if isinstance(value, str) and not isinstance(default, str):
+        value = _literal(value)
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false"):
+                return value.lower() == "true"
+            raise ValueError
+        if isinstance(default, int):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+                raise ValueError
+            return int(value)
+        if isinstance(default, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+                raise ValueError
+            return float(value)
+    except (ValueError, OverflowError):
+        raise ConfigError(f"{where}: expected {type(default).__name__}, got {value!r}") from None
+    return str(value)
+
+
+def _check_key(schema: Config, section: str, key: str, source: str) -> None:
+    if section not in schema:
+        raise ConfigError(f"{source}: unknown section [{section}]; valid sections: "
+                          + ", ".join(schema))
+    if key not in schema[section]:
+        raise ConfigError(f"{source}: unknown key '{key}' in [{section}]; valid keys: "
+                          + ", ".join(schema[section]))
+
+
+def parse_overrides(args: list[str]) -> list[tuple[str, str, str]]:
+    """['--train.total-timesteps', '5e6', '--env.height=32'] -> [(section, key, value), ...]."""
+    overrides = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--") or "." not in arg:
+            raise ConfigError(f"expected --section.key value, got {arg!r}")
+        name, has_value, value = arg[2:].partition("=")
+        if not has_value:
+            if i + 1 >= len(args):
+                raise ConfigError(f"{arg} needs a value")
+            i += 1
+            value = args[i]
+        section, _, key = name.partition(".")
+        overrides.append((section, key.replace("-", "_"), value))
+        i += 1
+    return overrides
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """The defaults of `configs/gardener.ini`, updated by `path` then by CLI `overrides`."""
+    schema = _read_ini(bundled_config_path())
+    config = {section: dict(values) for section, values in schema.items()}
+    layers = []
+    if path is not None and Path(path).resolve() != bundled_config_path().resolve():
+        layers = [(str(path), s, k, v) for s, values in _read_ini(Path(path)).items()
+                  for k, v in values.items()]
+    layers += [("command line", s, k, v) for s, k, v in parse_overrides(overrides or [])]
+    for source, section, key, value in layers:
+        _check_key(schema, section, key, source)
+        config[section][key] = _coerce(value, schema[section][key], f"{source}: {section}.{key}")
+    return config
+
+
+def env_defaults() -> dict[str, object]:
+    """The shipped `[env]` section."""
+    return load_config()["env"]

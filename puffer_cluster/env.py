@@ -1,0 +1,192 @@
+"""The gardener world behind two front doors: a native PufferLib vector env and a Gymnasium env.
+
+Both are thin: the state lives in `kernels.world.WorldState` buffers and every rule runs in the
+Numba kernel `kernels.fast`.
+"""
+from __future__ import annotations
+
+import gymnasium
+import numpy as np
+import pufferlib
+
+from kernels import fast
+from kernels.world import (
+    EPISODE_STATS, NUM_ACTIONS, OBS_SIZE, allocate_state, grid_seeds, make_params,
+)
+from puffer_cluster.config import ConfigError, env_defaults
+from puffer_cluster.render import render_ansi, render_rgb
+
+# `[env]` keys that configure the env object rather than the world.
+ENV_OBJECT_KEYS = ("num_envs", "log_interval")
+
+
+class InvalidActionError(ValueError):
+    """An action outside Discrete(8), or a non-finite / non-integral action value."""
+
+
+def world_params(overrides: dict) -> object:
+    """World parameters: the shipped `[env]` defaults updated by `overrides` (checked)."""
+    defaults = env_defaults()
+    unknown = sorted(set(overrides) - set(defaults))
+    if unknown:
+        raise ConfigError(f"unknown env keys {unknown}; valid keys: {', '.join(defaults)}")
+    return make_params({**defaults, **overrides})
+
+
+def observation_space() -> gymnasium.spaces.Box:
+    return gymnasium.spaces.Box(low=-1.0, high=1.0, shape=(OBS_SIZE,), dtype=np.float32)
+
+
+def as_action_array(actions, count: int) -> np.ndarray:
+    """Actions as int32; integral floats are accepted, NaN/inf/fractions are refused."""
+    actions = np.asarray(actions).reshape(-1)
+    if actions.shape[0] != count:
+        raise InvalidActionError(f"expected {count} actions, got {actions.shape[0]}")
+    if not np.issubdtype(actions.dtype, np.integer):
+        if not np.issubdtype(actions.dtype, np.floating) or not np.all(np.isfinite(actions)) \
+                or np.any(actions != np.round(actions)):
+            raise InvalidActionError(f"actions must be integers in [0, {NUM_ACTIONS}); "
+                                     f"got dtype {actions.dtype} with non-integral values")
+    if actions.dtype == np.int32:
+        return actions
+    # Out-of-range values stay out of range (counted invalid by the kernel), never wrap.
+    return np.clip(actions, -1, NUM_ACTIONS).astype(np.int32)
+
+
+def stats_info(state) -> dict[str, float] | None:
+    """Mean episode statistics over the episodes finished since the last call, then reset."""
+    finished = int(state.finished_count.sum())
+    if finished == 0:
+        return None
+    means = state.finished_sum.sum(axis=0) / finished
+    state.finished_sum[:] = 0
+    state.finished_count[:] = 0
+    return {**dict(zip(EPISODE_STATS, means.tolist())), "n": finished}
+
+
+class GardenerEnv(pufferlib.PufferEnv):
+    """`num_envs` gardener grids stepped together, auto-resetting; a native PufferLib 3.0 env.
+
+    Agents are ordered grid by grid: agent `g * agents_per_grid + a`. Every `log_interval` steps
+    `step` returns `[info]`, the mean statistics of the episodes finished meanwhile.
+    """
+
+    def __init__(self, num_envs: int | None = None, log_interval: int | None = None,
+                 render_mode: str | None = "ansi", buf=None, seed: int = 0, **env_config):
+        defaults = env_defaults()
+        self.num_grids = int(num_envs if num_envs is not None else defaults["num_envs"])
+        if self.num_grids < 1:
+            raise ConfigError("num_envs must be at least 1")
+        self.log_interval = int(log_interval if log_interval is not None else defaults["log_interval"])
+        self.params = world_params(env_config)
+        self.render_mode = render_mode
+        self.single_observation_space = observation_space()
+        self.single_action_space = gymnasium.spaces.Discrete(NUM_ACTIONS)
+        self.num_agents = self.num_grids * self.params.agents_per_grid
+        super().__init__(buf)
+        self.state = allocate_state(self.num_grids, self.params)
+        self.seed = seed
+        self.tick = 0
+        # One grid has no use for threads; avoid their start-up cost per step.
+        self._reset_kernel = fast.reset_grids if self.num_grids > 1 else fast.reset_grids_serial
+        self._step_kernel = fast.step if self.num_grids > 1 else fast.step_serial
+
+    def reset(self, seed: int | None = None):
+        if seed is not None:
+            self.seed = seed
+        self.state.grid_seed[:] = grid_seeds(self.seed, 0, self.num_grids)
+        self.state.episode[:] = 0
+        self.state.finished_sum[:] = 0
+        self.state.finished_count[:] = 0
+        self._reset_kernel(self.state, self.params, self.observations)
+        self.rewards[:] = 0
+        self.terminals[:] = False
+        self.truncations[:] = False
+        self.tick = 0
+        return self.observations, []
+
+    def step(self, actions):
+        actions = as_action_array(actions, self.num_agents)
+        self._step_kernel(self.state, self.params, actions, self.observations, self.rewards,
+                          self.terminals, self.truncations, True)
+        self.tick += 1
+        infos = []
+        if self.tick % self.log_interval == 0:
+            info = stats_info(self.state)
+            if info is not None:
+                infos.append(info)
+        return self.observations, self.rewards, self.terminals, self.truncations, infos
+
+    def render(self, grid: int = 0):
+        if self.render_mode == "rgb_array":
+            return render_rgb(self.state, self.params, grid)
+        return render_ansi(self.state, self.params, grid)
+
+    def close(self):
+        pass
+
+
+class GardenerGymEnv(gymnasium.Env):
+    """One gardener grid as a Gymnasium env (registered as `PufferCluster/Gardener-v0`).
+
+    `reset(seed=s)` followed by plain `reset()`s replays exactly the episodes that grid 0 of
+    `GardenerEnv(num_envs=1, seed=s)` plays with the same actions.
+    """
+
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 8}
+
+    def __init__(self, render_mode: str | None = None, **env_config):
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, "
+                             f"got {render_mode!r}")
+        self.params = world_params(env_config)
+        if self.params.agents_per_grid != 1:
+            raise ConfigError("GardenerGymEnv is single-agent: agents_per_grid must be 1")
+        self.render_mode = render_mode
+        self.observation_space = observation_space()
+        self.action_space = gymnasium.spaces.Discrete(NUM_ACTIONS)
+        self.state = allocate_state(1, self.params)
+        self._obs = np.zeros((1, OBS_SIZE), dtype=np.float32)
+        self._reward = np.zeros(1, dtype=np.float32)
+        self._terminal = np.zeros(1, dtype=bool)
+        self._truncated = np.zeros(1, dtype=bool)
+        self._action = np.zeros(1, dtype=np.int32)
+        self._needs_reset = True
+        self._seeded = False
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None or not self._seeded:
+            # Unseeded first reset: draw the seed from Gymnasium's entropy-seeded generator.
+            seed = seed if seed is not None else int(self.np_random.integers(2**63))
+            self.state.grid_seed[:] = grid_seeds(seed, 0, 1)
+            self.state.episode[:] = 0
+            self._seeded = True
+        else:
+            self.state.episode[:] += np.uint64(1)
+        fast.reset_grids_serial(self.state, self.params, self._obs)
+        self._needs_reset = False
+        return self._obs[0].copy(), {}
+
+    def step(self, action):
+        if self._needs_reset:
+            raise gymnasium.error.ResetNeeded("call reset() before step() (the episode has ended)")
+        if isinstance(action, (bool, np.bool_)) or not self.action_space.contains(action):
+            raise InvalidActionError(f"action {action!r} is not in Discrete({NUM_ACTIONS}): "
+                                     f"use an integer in [0, {NUM_ACTIONS})")
+        self._action[0] = int(action)
+        fast.step_serial(self.state, self.params, self._action, self._obs, self._reward,
+                         self._terminal, self._truncated, False)
+        terminated, truncated = bool(self._terminal[0]), bool(self._truncated[0])
+        info = {}
+        if terminated or truncated:
+            self._needs_reset = True
+            info = dict(zip(EPISODE_STATS, self.state.last_stats[0].tolist()))
+        return self._obs[0].copy(), float(self._reward[0]), terminated, truncated, info
+
+    def render(self):
+        if self.render_mode == "rgb_array":
+            return render_rgb(self.state, self.params, 0)
+        if self.render_mode == "ansi":
+            return render_ansi(self.state, self.params, 0)
+        return None
