@@ -12,6 +12,8 @@ from importlib import resources
 from pathlib import Path
 
 DEFAULT_CONFIG = "gardener.ini"
+# `[env]` keys that configure the env object (batch size, logging) rather than the world.
+ENV_OBJECT_KEYS = ("num_envs", "log_interval")
 
 
 class ConfigError(ValueError):
@@ -100,21 +102,51 @@ def parse_overrides(args: list[str]) -> list[tuple[str, str, str]]:
     return overrides
 
 
+def _apply_layers(config: Config, layers) -> Config:
+    """`config` updated by (source, section, key, value) layers, each checked and typed."""
+    schema = _read_ini(bundled_config_path())
+    result = {section: dict(values) for section, values in config.items()}
+    for source, section, key, value in layers:
+        _check_key(schema, section, key, source)
+        result[section][key] = _coerce(value, schema[section][key], f"{source}: {section}.{key}")
+    return result
+
+
+def _override_layers(overrides: list[str] | None):
+    return [("command line", s, k, v) for s, k, v in parse_overrides(overrides or [])]
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """The defaults of `configs/gardener.ini`, updated by `path` then by CLI `overrides`."""
-    schema = _read_ini(bundled_config_path())
-    config = {section: dict(values) for section, values in schema.items()}
+    defaults = _read_ini(bundled_config_path())
     layers = []
     if path is not None and Path(path).resolve() != bundled_config_path().resolve():
         layers = [(str(path), s, k, v) for s, values in _read_ini(Path(path)).items()
                   for k, v in values.items()]
-    layers += [("command line", s, k, v) for s, k, v in parse_overrides(overrides or [])]
-    for source, section, key, value in layers:
-        _check_key(schema, section, key, source)
-        config[section][key] = _coerce(value, schema[section][key], f"{source}: {section}.{key}")
-    return config
+    return _apply_layers(defaults, layers + _override_layers(overrides))
 
 
 def env_defaults() -> dict[str, object]:
     """The shipped `[env]` section."""
     return load_config()["env"]
+
+
+def world_config(config: Config) -> dict[str, object]:
+    """The `[env]` keys that describe the world itself."""
+    return {k: v for k, v in config["env"].items() if k not in ENV_OBJECT_KEYS}
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write a resolved config as an .ini that `load_config` reads back to the same values."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str
+    for section, values in config.items():
+        parser[section] = {key: repr(value) if isinstance(value, str) else str(value)
+                           for key, value in values.items()}
+    with open(path, "w") as f:
+        parser.write(f)
+
+
+def apply_overrides(config: Config, overrides: list[str]) -> Config:
+    """A copy of `config` with command-line overrides applied (checked against the schema)."""
+    return _apply_layers(config, _override_layers(overrides))

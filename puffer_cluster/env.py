@@ -16,9 +16,6 @@ from kernels.world import (
 from puffer_cluster.config import ConfigError, env_defaults
 from puffer_cluster.render import render_ansi, render_rgb
 
-# `[env]` keys that configure the env object rather than the world.
-ENV_OBJECT_KEYS = ("num_envs", "log_interval")
-
 
 class InvalidActionError(ValueError):
     """An action outside Discrete(8), or a non-finite / non-integral action value."""

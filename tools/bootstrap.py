@@ -52,7 +52,7 @@ def system_has_cuda_torch() -> bool:
 
 
 def pip(*args: str, env: dict | None = None) -> None:
-    run(str(VENV_PY), "-m", "pip", "--disable-pip-version-check", *args, env=env)
+    run(str(VENV_PY), "-m", "pip", "--disable-pip-version-check", "-q", *args, env=env)
 
 
 def create_venv() -> None:

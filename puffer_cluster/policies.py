@@ -1,0 +1,93 @@
+"""Policies that play any gardener-contract env: `random`, `heuristic`, and PPO checkpoints.
+
+A policy is called once per step with the batch of observations and a mask of agents whose
+episode has just started, and returns one action per agent.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from kernels.policies import HEURISTIC_MEMORY, heuristic_actions, random_actions
+
+BUILTIN_POLICIES = ("random", "heuristic")
+
+
+class RandomPolicy:
+    """Uniform random actions, reproducible from (seed, step, agent)."""
+
+    name = "random"
+
+    def __init__(self, num_agents: int, seed: int = 0, **_):
+        self.seed = seed
+        self.step = 0
+        self.actions = np.zeros(num_agents, dtype=np.int32)
+
+    def __call__(self, observations: np.ndarray, episode_start: np.ndarray) -> np.ndarray:
+        random_actions(self.seed, self.step, self.actions)
+        self.step += 1
+        return self.actions
+
+
+class HeuristicPolicy:
+    """The hand-written gardener of `kernels.policies.heuristic_actions`."""
+
+    name = "heuristic"
+
+    def __init__(self, num_agents: int, params, heuristic: dict, **_):
+        self.params = params
+        self.thresholds = (float(heuristic["clean_trigger"]), float(heuristic["crit_clean_trigger"]),
+                           float(heuristic["scale_trigger"]))
+        self.memory = np.zeros((num_agents, HEURISTIC_MEMORY), dtype=np.int64)
+        self.actions = np.zeros(num_agents, dtype=np.int32)
+
+    def __call__(self, observations: np.ndarray, episode_start: np.ndarray) -> np.ndarray:
+        p = self.params
+        heuristic_actions(observations, episode_start, self.memory, p.height, p.width,
+                          p.clean_cost, p.scale_cost, p.crit_threshold, *self.thresholds,
+                          self.actions)
+        return self.actions
+
+
+class CheckpointPolicy:
+    """A trained network from a checkpoint, acting greedily or sampling (`[eval] greedy`)."""
+
+    def __init__(self, path: str, num_agents: int, config: dict, seed: int = 0):
+        import torch
+
+        from kernels.world import NUM_ACTIONS, OBS_SIZE
+        from trainers.checkpoint import load_checkpoint
+        from trainers.models import make_policy
+        checkpoint = load_checkpoint(path)
+        self.name = str(path)
+        self.torch = torch
+        self.model = make_policy(checkpoint["config"]["policy"], OBS_SIZE, NUM_ACTIONS)
+        self.model.load_state_dict(checkpoint["model"])
+        self.model.eval()
+        self.greedy = bool(config["eval"]["greedy"])
+        self.generator = torch.Generator().manual_seed(seed)
+        self.state = self.model.initial_state(num_agents)
+
+    def __call__(self, observations: np.ndarray, episode_start: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        with torch.no_grad():
+            logits, _, self.state = self.model.step(torch.as_tensor(observations), self.state,
+                                                    torch.as_tensor(episode_start))
+            if self.greedy:
+                actions = logits.argmax(dim=-1)
+            else:
+                actions = torch.multinomial(torch.softmax(logits, -1), 1, generator=self.generator)[:, 0]
+        return actions.numpy().astype(np.int32)
+
+
+def policy_factory(spec: str, config: dict, seed: int = 0):
+    """A `make_policy(num_agents, params)` for 'random', 'heuristic' or a checkpoint path."""
+    if spec == "random":
+        return lambda num_agents, params: RandomPolicy(num_agents, seed=seed)
+    if spec == "heuristic":
+        return lambda num_agents, params: HeuristicPolicy(num_agents, params, config["heuristic"])
+    if Path(spec).is_file():
+        return lambda num_agents, params: CheckpointPolicy(spec, num_agents, config, seed)
+    raise ValueError(f"unknown policy {spec!r}: use one of {', '.join(BUILTIN_POLICIES)} "
+                     "or a checkpoint path")

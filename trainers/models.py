@@ -1,0 +1,89 @@
+"""Actor-critic networks for the 30-value gardener observation: an MLP and an LSTM.
+
+Both expose the same three calls so the trainer and evaluator never branch on the kind:
+`initial_state(batch)`, `step(obs, state, episode_start)` for acting one step at a time, and
+`unroll(obs[T, B], state, episode_start[T, B])` for the PPO update.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias: float = 0.0) -> nn.Linear:
+    """CleanRL's orthogonal initialisation."""
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.constant_(layer.bias, bias)
+    return layer
+
+
+class MLPPolicy(nn.Module):
+    """Two tanh layers shared by a policy head and a value head."""
+
+    is_recurrent = False
+
+    def __init__(self, obs_size: int, num_actions: int, hidden_size: int):
+        super().__init__()
+        self.encoder = nn.Sequential(
+            layer_init(nn.Linear(obs_size, hidden_size)), nn.Tanh(),
+            layer_init(nn.Linear(hidden_size, hidden_size)), nn.Tanh())
+        self.actor = layer_init(nn.Linear(hidden_size, num_actions), std=0.01)
+        self.critic = layer_init(nn.Linear(hidden_size, 1), std=1.0)
+
+    def initial_state(self, batch: int, device=None):
+        return ()
+
+    def step(self, obs, state, episode_start):
+        hidden = self.encoder(obs)
+        return self.actor(hidden), self.critic(hidden).squeeze(-1), state
+
+    def unroll(self, obs, state, episode_start):
+        logits, values, _ = self.step(obs, state, episode_start)
+        return logits, values
+
+
+class LSTMPolicy(nn.Module):
+    """An encoder, an LSTM cell carrying memory across steps (reset at episode starts), heads."""
+
+    is_recurrent = True
+
+    def __init__(self, obs_size: int, num_actions: int, hidden_size: int):
+        super().__init__()
+        self.encoder = nn.Sequential(layer_init(nn.Linear(obs_size, hidden_size)), nn.Tanh())
+        self.cell = nn.LSTMCell(hidden_size, hidden_size)
+        for name, param in self.cell.named_parameters():
+            if "bias" in name:
+                nn.init.constant_(param, 0.0)
+            else:
+                nn.init.orthogonal_(param, 1.0)
+        self.actor = layer_init(nn.Linear(hidden_size, num_actions), std=0.01)
+        self.critic = layer_init(nn.Linear(hidden_size, 1), std=1.0)
+        self.hidden_size = hidden_size
+
+    def initial_state(self, batch: int, device=None):
+        zeros = torch.zeros(batch, self.hidden_size, device=device)
+        return (zeros, zeros.clone())
+
+    def step(self, obs, state, episode_start):
+        keep = (~episode_start).float().unsqueeze(-1)
+        h, c = self.cell(self.encoder(obs), (state[0] * keep, state[1] * keep))
+        return self.actor(h), self.critic(h).squeeze(-1), (h, c)
+
+    def unroll(self, obs, state, episode_start):
+        logits, values = [], []
+        for t in range(obs.shape[0]):
+            step_logits, step_values, state = self.step(obs[t], state, episode_start[t])
+            logits.append(step_logits)
+            values.append(step_values)
+        return torch.stack(logits), torch.stack(values)
+
+
+POLICIES = {"mlp": MLPPolicy, "lstm": LSTMPolicy}
+
+
+def make_policy(policy_config: dict, obs_size: int, num_actions: int) -> nn.Module:
+    name = policy_config["name"]
+    if name not in POLICIES:
+        raise ValueError(f"unknown policy.name {name!r}; valid: {', '.join(POLICIES)}")
+    return POLICIES[name](obs_size, num_actions, int(policy_config["hidden_size"]))
