@@ -54,12 +54,16 @@ def parse_quantity(value: str | int | float) -> float:
     (and YAML turns `cpu: 2` into an int).
     """
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise QuantityError(f"expected a quantity string or number, got {value!r}")
-    if isinstance(value, (int, float)):
-        if not math.isfinite(value):
-            raise QuantityError(f"quantity {value!r} is not a finite number")
-        return float(value)
-    return float(_parse_exact(value))
+        raise QuantityError(f"expected a quantity string or number, got {type(value).__name__}")
+    if isinstance(value, str):
+        return float(_parse_exact(value))
+    try:
+        number = float(value)
+    except OverflowError as exc:  # an int beyond float range
+        raise QuantityError("quantity is out of range") from exc
+    if not math.isfinite(number):
+        raise QuantityError(f"quantity {number!r} is not a finite number")
+    return number
 
 
 def parse_cpu_cores(value: str | int | float) -> float:
@@ -89,7 +93,7 @@ def _parse_exact(text: str) -> Decimal:
     match = _QUANTITY.fullmatch(text)
     if match is None:
         raise QuantityError(
-            f"{text!r} is not a Kubernetes quantity "
+            f"{_shorten(text)} is not a Kubernetes quantity "
             "(expected e.g. '500m', '1.5', '256Mi', '1G' or '2e3')"
         )
     number = Decimal(match["number"])
@@ -99,7 +103,12 @@ def _parse_exact(text: str) -> Decimal:
         else:
             amount = number * _SUFFIX_SCALE[match["suffix"] or ""]
     except (DecimalException, ValueError) as exc:  # exponent too large for Decimal or for int()
-        raise QuantityError(f"quantity {text!r} is out of range") from exc
+        raise QuantityError(f"quantity {_shorten(text)} is out of range") from exc
     if not math.isfinite(float(amount)):
-        raise QuantityError(f"quantity {text!r} is out of range")
+        raise QuantityError(f"quantity {_shorten(text)} is out of range")
     return amount
+
+
+def _shorten(text: str, limit: int = 40) -> str:
+    """repr() of the text, cut so that a pathological value cannot flood an error message."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."

@@ -1,0 +1,211 @@
+"""The `traces` command: `traces inspect FILE [--json]` and `traces convert IN OUT [--force]`.
+
+The main CLI calls `add_traces_parser(subparsers)` and then `args.func(args)`; each handler
+returns the exit code: 0 on success, 1 when a file cannot be read or written, 2 for an
+unusable trace or a refused request (printed as `error: ...` on stderr).
+"""
+
+import argparse
+import json
+import sys
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from puffer_cluster.traces.simkube import (
+    Trace,
+    TraceError,
+    detect_trace_format,
+    loads_trace,
+    save_json_trace,
+    save_trace,
+)
+
+__all__ = ["add_traces_parser", "format_summary", "run_convert", "run_inspect", "summarize_trace"]
+
+_FORMAT_BY_EXTENSION = {".json": "json", ".msgpack": "msgpack", ".sktrace": "msgpack"}
+_LIFECYCLE_STATES = ("Empty", "Running", "Finished")
+
+
+def add_traces_parser(
+    subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]",
+) -> argparse.ArgumentParser:
+    traces = subparsers.add_parser(
+        "traces",
+        help="inspect and convert SimKube trace files",
+        description="Inspect and convert SimKube trace files (format version 2, msgpack or JSON).",
+    )
+    commands = traces.add_subparsers(dest="traces_command", metavar="COMMAND", required=True)
+
+    inspect = commands.add_parser(
+        "inspect",
+        help="summarise a trace",
+        description="Summarise a trace: time span, events, objects by kind, namespaces, pod "
+        "lifecycles and tracked objects. The format is told from the content.",
+    )
+    inspect.add_argument("file", type=Path, metavar="FILE", help="a .sktrace/.msgpack or .json trace")
+    inspect.add_argument("--json", action="store_true", help="print the summary as JSON")
+    inspect.set_defaults(func=run_inspect)
+
+    convert = commands.add_parser(
+        "convert",
+        help="convert a trace between msgpack and JSON",
+        description="Convert a trace between msgpack and JSON. The input format is told from its "
+        "content, the output format from OUT's extension: .json for JSON, .msgpack or .sktrace "
+        "for msgpack. Converting msgpack to JSON and back gives the original bytes.",
+    )
+    convert.add_argument("source", type=Path, metavar="IN", help="the trace to read")
+    convert.add_argument("target", type=Path, metavar="OUT", help="where to write (never IN itself)")
+    convert.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    convert.set_defaults(func=run_convert)
+    return traces
+
+
+class _CommandFailed(Exception):
+    """Ends a handler with `error: <message>` on stderr and the given exit code."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    try:
+        trace, source_format = _load(args.file)
+    except _CommandFailed as failure:
+        return _report(failure)
+    summary = {"file": str(args.file), **summarize_trace(trace, source_format)}
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    try:
+        message = _convert(args.source, args.target, overwrite=args.force)
+    except _CommandFailed as failure:
+        return _report(failure)
+    print(message)
+    return 0
+
+
+def _convert(source: Path, target: Path, *, overwrite: bool) -> str:
+    target_format = _FORMAT_BY_EXTENSION.get(target.suffix.lower())
+    if target_format is None:
+        raise _CommandFailed(
+            f"cannot tell the output format from {target.name!r}: use a .json, .msgpack or .sktrace name", 2
+        )
+    if _same_file(source, target):
+        raise _CommandFailed(f"refusing to overwrite the input {source}: choose another output", 2)
+    if target.exists() and not overwrite:
+        raise _CommandFailed(f"{target} already exists (use --force to overwrite it)", 2)
+    trace, source_format = _load(source)
+    try:
+        if target_format == "json":
+            save_json_trace(trace, target)
+        else:
+            save_trace(trace, target)
+    except OSError as exc:
+        raise _CommandFailed(f"cannot write {target}: {exc.strerror or exc}", 1) from exc
+    return f"wrote {target} ({source_format} -> {target_format}, {len(trace.events)} events)"
+
+
+def summarize_trace(trace: Trace, source_format: str) -> dict[str, Any]:
+    """What `inspect` reports, as JSON-ready data."""
+    lifecycle_states: Counter[str] = Counter(
+        lifecycle.state for _, _, lifecycle in trace.iter_pod_lifecycles()
+    )
+    return {
+        "format": source_format,
+        "version": trace.version,
+        "events": len(trace.events),
+        "first_ts": trace.start_ts,
+        "last_ts": trace.end_ts,
+        "duration_s": trace.duration,
+        "applied_by_kind": _count_by_kind(trace.objects_by_kind()),
+        "deleted_by_kind": _count_by_kind(trace.objects_by_kind(deleted=True)),
+        "namespaces": trace.namespaces(),
+        "pod_lifecycles": {
+            "owners": len(trace.pod_lifecycles),
+            **{state: lifecycle_states[state] for state in _LIFECYCLE_STATES},
+        },
+        "tracked_objects": {
+            gvk: {
+                "podSpecTemplatePaths": trace.pod_spec_template_paths(gvk),
+                "trackLifecycle": trace.tracks_lifecycle(gvk),
+            }
+            for gvk in trace.tracked_kinds()
+        },
+        "indexed_objects": sum(len(objects) for objects in trace.index.values()),
+    }
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The human-readable form of `summarize_trace`'s output."""
+    lines = [
+        f"file:             {summary['file']}",
+        f"format:           {summary['format']}, SimKube trace version {summary['version']}",
+        f"time span:        {_format_span(summary)}",
+        f"events:           {summary['events']}",
+    ]
+    for label, key in (("applied objects:", "applied_by_kind"), ("deleted objects:", "deleted_by_kind")):
+        by_kind = summary[key]
+        lines.append(f"{label:<18}{sum(by_kind.values())}")
+        lines.extend(f"  {gvk:<30} {count}" for gvk, count in by_kind.items())
+    lines.append(f"namespaces:       {', '.join(summary['namespaces']) or '(none)'}")
+    lifecycles = summary["pod_lifecycles"]
+    total = sum(lifecycles[state] for state in _LIFECYCLE_STATES)
+    states = ", ".join(f"{state} {lifecycles[state]}" for state in _LIFECYCLE_STATES)
+    owners = f"{lifecycles['owners']} owner" + ("" if lifecycles["owners"] == 1 else "s")
+    lines.append(f"pod lifecycles:   {total} for {owners} ({states})")
+    lines.append(f"tracked objects:  {len(summary['tracked_objects'])}")
+    for gvk, tracked in summary["tracked_objects"].items():
+        paths = ", ".join(repr(path) for path in tracked["podSpecTemplatePaths"])
+        lifecycle = ", lifecycle tracked" if tracked["trackLifecycle"] else ""
+        lines.append(f"  {gvk:<30} pod spec at {paths}{lifecycle}")
+    lines.append(f"indexed objects:  {summary['indexed_objects']}")
+    return "\n".join(lines)
+
+
+def _load(path: Path) -> tuple[Trace, str]:
+    """The trace in a file and the format it was in."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise _CommandFailed(f"cannot read {path}: {exc.strerror or exc}", 1) from exc
+    try:
+        return loads_trace(data), detect_trace_format(data)
+    except TraceError as exc:
+        raise _CommandFailed(f"{path}: {exc}", 2) from exc
+
+
+def _same_file(source: Path, target: Path) -> bool:
+    if source.resolve() == target.resolve():
+        return True
+    try:
+        return target.samefile(source)  # hard links, or paths resolve() cannot equate
+    except OSError:
+        return False
+
+
+def _count_by_kind(objects_by_kind: dict[str, list[Any]]) -> dict[str, int]:
+    return {gvk: len(objects) for gvk, objects in sorted(objects_by_kind.items())}
+
+
+def _format_span(summary: dict[str, Any]) -> str:
+    if summary["events"] == 0:
+        return "(no events)"
+    first, last = summary["first_ts"], summary["last_ts"]
+    return f"{first} .. {last} ({summary['duration_s']} s; {_utc(first)} .. {_utc(last)})"
+
+
+def _utc(ts: int) -> str:
+    try:
+        return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):  # beyond what datetime can show
+        return "?"
+
+
+def _report(failure: _CommandFailed) -> int:
+    print(f"error: {failure}", file=sys.stderr)
+    return failure.exit_code
