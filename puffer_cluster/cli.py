@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from puffer_cluster.traces.commands import add_traces_parser
     add_traces_parser(commands)
+    from puffer_cluster.validate import add_validate_parser
+    add_validate_parser(commands)
     return parser
 
 

@@ -10,8 +10,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def plot_learning_curve(history: list[tuple[int, float, float]], path: Path, title: str) -> Path:
-    steps, returns, oom_rates = zip(*history)
+    steps, returns, oom_rates = zip(*history) if history else ((), (), ())
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    if not history:
+        top.text(0.5, 0.5, "no episode finished during this run", ha="center", va="center",
+                 transform=top.transAxes)
     top.plot(steps, returns, color="tab:green")
     top.set_ylabel("episode return")
     top.grid(alpha=0.3)

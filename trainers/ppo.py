@@ -25,6 +25,7 @@ from kernels.world import NUM_ACTIONS, OBS_SIZE
 from puffer_cluster.config import ConfigError, save_config, world_config
 from puffer_cluster.env import GardenerEnv
 from trainers.checkpoint import load_checkpoint, save_atomic
+from trainers.curves import plot_learning_curve
 from trainers.dashboard import Dashboard
 from trainers.models import make_policy
 
@@ -43,10 +44,10 @@ def compute_gae(rewards, values, episode_starts, next_value, next_episode_start,
     last_gae = torch.zeros_like(next_value)
     for t in reversed(range(rewards.shape[0])):
         if t == rewards.shape[0] - 1:
-            next_nonterminal = 1.0 - next_episode_start.float()
+            next_nonterminal = 1.0 - next_episode_start.to(rewards.dtype)
             next_values = next_value
         else:
-            next_nonterminal = 1.0 - episode_starts[t + 1].float()
+            next_nonterminal = 1.0 - episode_starts[t + 1].to(rewards.dtype)
             next_values = values[t + 1]
         delta = rewards[t] + gamma * next_values * next_nonterminal - values[t]
         last_gae = delta + gamma * gae_lambda * next_nonterminal * last_gae
@@ -373,7 +374,5 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
 
     writer.close()
     vecenv.close()
-    if history:
-        from trainers.curves import plot_learning_curve
-        plot_learning_curve(history, run_dir / "learning_curve.png", title=run_dir.name)
+    plot_learning_curve(history, run_dir / "learning_curve.png", title=run_dir.name)
     return run_dir

@@ -1,0 +1,168 @@
+"""`puffer-cluster validate POLICY... --traces DIR`: the benchmark table on replayed SimKube traces.
+
+Every trace file under DIR (recursively: .msgpack, .sktrace, .json) is compiled once
+(`puffer_cluster.replay.compile_timeline`) and every policy plays the same `--episodes` seeds
+on it: the statistics of the first episode of grids 0 .. episodes-1 of a `TraceReplayEnv`
+seeded `--seed`, as `puffer-cluster eval` does on the gardener world. A table is printed per
+trace (wins counted against the first policy, pair by pair), then an overall table over every
+(trace, seed) pair. Files that are not traces, or traces that cannot be replayed (a version 1
+trace, an object the API server would refuse...), are skipped with the reason; they never abort
+the run. The exit status is 0 when at least one trace was validated, 1 otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from kernels.world import EPISODE_STATS
+from puffer_cluster.config import ConfigError, load_config, world_config
+from puffer_cluster.evaluate import format_table, summarize
+from puffer_cluster.policies import policy_factory
+from puffer_cluster.replay import (
+    ReplayError, ReplaySettings, Timeline, TraceReplayEnv, compile_timeline, find_trace_files,
+    parse_duration, replay_settings,
+)
+from puffer_cluster.traces import TraceError, load_trace
+
+__all__ = ["add_validate_parser", "cmd_validate", "play_replay_episodes", "validate"]
+
+
+def play_replay_episodes(make_policy, episodes: int, seed: int, timeline: Timeline,
+                         env_config: dict, settings: ReplaySettings) -> np.ndarray:
+    """Statistics (episodes, NUM_STATS) of the first episode of grids 0 .. episodes-1 of a
+    `TraceReplayEnv` on `timeline` seeded `seed`: the same (trace, seed) pairs for every policy."""
+    env = TraceReplayEnv(timeline, num_envs=episodes, seed=seed, log_interval=2**62,
+                         replay=settings, **env_config)
+    policy = make_policy(env.num_agents, env.params)
+    observations, _ = env.reset()
+    agents = env.params.agents_per_grid
+    stats = np.zeros((episodes, len(EPISODE_STATS)))
+    recorded = np.zeros(episodes, dtype=bool)
+    episode_start = np.ones(env.num_agents, dtype=bool)
+    while not recorded.all():
+        actions = policy(observations, episode_start)
+        _, _, terminals, truncations, _ = env.step(actions)
+        done = (terminals | truncations).reshape(episodes, agents)[:, 0]
+        new = done & ~recorded
+        stats[new] = env.state.last_stats[new]
+        recorded |= new
+        episode_start = np.repeat(done, agents)
+    return stats
+
+
+def _rows(policy_specs: list[str], stats: list[np.ndarray]) -> list[dict]:
+    rows, baseline = [], None
+    for spec, policy_stats in zip(policy_specs, stats):
+        rows.append(summarize(spec, policy_stats, baseline))
+        baseline = policy_stats if baseline is None else baseline
+    return rows
+
+
+def _describe(summary: dict) -> str:
+    return (f"{summary['events']} events, {summary['pods']} pods "
+            f"(at most {summary['max_running']} running, {summary['max_pending']} pending) on "
+            f"{summary['nodes_used']} nodes, {summary['critical_nodes']} critical; "
+            f"episodes of at most {summary['horizon']} steps")
+
+
+def validate(policy_specs: list[str], traces: str | Path, episodes: int, seed: int, config: dict,
+             echo=print) -> dict:
+    """Play every policy on every trace under `traces`; print (through `echo`) and return the
+    tables. Returns {"traces": [...], "skipped": [...], "overall": rows or None}."""
+    if episodes < 1:
+        raise ConfigError("--episodes must be at least 1")
+    root = Path(traces)
+    if not root.exists():
+        raise ConfigError(f"--traces {root}: no such file or directory")
+    env_config = world_config(config)
+    settings = replay_settings(config)
+    makers = [policy_factory(spec, config, seed) for spec in policy_specs]  # fail early on a typo
+    results, skipped = [], []
+    totals: list[list[np.ndarray]] = [[] for _ in policy_specs]
+    files = find_trace_files(root)
+    for path in files:
+        label = str(path.relative_to(root)) if path != root else path.name
+        try:
+            trace = load_trace(path)
+            timeline = compile_timeline(trace, height=int(env_config["height"]),
+                                        width=int(env_config["width"]),
+                                        max_steps=int(env_config["max_steps"]),
+                                        settings=settings, name=label)
+        except (TraceError, ReplayError, OSError) as error:
+            reason = f"{type(error).__name__}: {error}"
+            skipped.append({"file": label, "reason": reason})
+            echo(f"skipped {label}: {reason}")
+            continue
+        summary = timeline.summary(float(env_config["crit_threshold"]))
+        stats = [play_replay_episodes(make, episodes, seed, timeline, env_config, settings)
+                 for make in makers]
+        rows = _rows(policy_specs, stats)
+        for total, policy_stats in zip(totals, stats):
+            total.append(policy_stats)
+        echo(f"\ntrace {label}: {_describe(summary)}")
+        for warning in summary["warnings"]:
+            echo(f"  warning: {warning}")
+        echo(format_table(rows))
+        results.append({"file": label, "summary": summary, "policies": rows})
+    overall = None
+    if results:
+        overall = _rows(policy_specs, [np.concatenate(total) for total in totals])
+        echo(f"\noverall: {len(results)} traces x {episodes} episodes "
+             f"({len(skipped)} files skipped)")
+        echo(format_table(overall))
+    elif not files:
+        echo(f"no trace file (.msgpack, .sktrace, .json) under {root}")
+    return {"traces": results, "skipped": skipped, "overall": overall}
+
+
+def cmd_validate(args, overrides: list[str]) -> int:
+    config = load_config(args.config, overrides)
+    if args.speed is not None:
+        config["replay"]["speed"] = float(args.speed)
+    if args.duration is not None:
+        config["replay"]["duration"] = parse_duration(args.duration)
+    replay_settings(config)  # check the values before anything runs
+    try:
+        result = validate(args.policies, args.traces, args.episodes, args.seed, config)
+    except ValueError as error:  # an unknown policy spec
+        if isinstance(error, ConfigError):
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({**result, "policies": args.policies, "episodes": args.episodes,
+                       "seed": args.seed, "traces_dir": str(args.traces), "config": config},
+                      f, indent=2)
+    return 0 if result["traces"] else 1
+
+
+def add_validate_parser(commands) -> argparse.ArgumentParser:
+    """Register `validate` on the CLI's subparsers (handler called as handler(args, overrides))."""
+    parser = commands.add_parser(
+        "validate", help="play policies on replayed SimKube traces and print the benchmark tables",
+        description="Replay every SimKube trace under --traces (msgpack, sktrace or json, "
+                    "recursively) as a gardener cluster and play each policy on the same seeds: "
+                    "one table per trace, then an overall table. Files that are not replayable "
+                    "traces are skipped with the reason. [replay] config keys tune the replay "
+                    "(e.g. --replay.node-cpu 8).")
+    parser.add_argument("policies", nargs="+",
+                        help="'random', 'heuristic' or a checkpoint path; wins are counted "
+                             "against the first one")
+    parser.add_argument("--traces", required=True, type=Path,
+                        help="a directory of trace files (searched recursively) or one trace file")
+    parser.add_argument("--episodes", type=int, default=20, help="seeds per trace (default 20)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--speed", type=float,
+                        help="replay speed, as SimKube's --speed (overrides replay.speed)")
+    parser.add_argument("--duration",
+                        help="replay only this much of each trace, as SimKube's --duration "
+                             "(seconds, or 90s, 5m, 1h30m; overrides replay.duration)")
+    parser.add_argument("--json", help="also write every table and the config to this file")
+    parser.add_argument("--config", help="a config file overriding configs/gardener.ini")
+    parser.set_defaults(handler=cmd_validate)
+    return parser

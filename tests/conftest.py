@@ -1,0 +1,104 @@
+"""Shared fixtures and helpers for the gardener world tests.
+
+Tests never rely on the exact shipped constants of `configs/gardener.ini` (they are being tuned):
+every rule test builds its parameters explicitly from `params_with(...)` / `QUIET`.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kernels import fast, reference
+from kernels.world import OBS_SIZE, allocate_state, grid_seeds, make_params
+from puffer_cluster.config import env_defaults
+
+# Both backends of the world, for `pytest.mark.parametrize("backend", BACKENDS)`.
+BACKENDS = [pytest.param(reference, id="reference"), pytest.param(fast, id="numba")]
+
+# A world where nothing happens by itself: no spikes, no leak, no regen, no health bonus and no
+# collapse, so that the effect of one action or one forced event can be computed by hand.
+QUIET = dict(
+    height=6, width=6, agents_per_grid=1, max_steps=1000,
+    base_load_min=0.1, base_load_max=0.3, mem_init_min=0.1, mem_init_max=0.2,
+    leak_min=0.0, leak_max=0.0, red_queen_horizon=100.0,
+    spike_rate=0.0, spike_min=0.2, spike_max=0.4, spike_decay=1.0, overload_mem_jump=0.25,
+    restart_mem=0.25, crit_fraction=0.2, crit_threshold=0.75, cap_max=3.0,
+    clean_fraction=0.5, clean_useful_mem=0.5, clean_cost=0.125, scale_cost=0.5,
+    budget_init=1.0, budget_regen=0.0, health_bonus=0.0,
+    oom_penalty=1.0, crit_weight=2.0, overload_penalty=0.25, clean_waste_penalty=0.5,
+    invalid_penalty=0.0625, collapse_penalty=10.0, crit_limit=1000, oom_limit=1.0,
+)
+
+# A harsh world: fast leaks, big spikes, short episodes, so that OOMs, overloads, collapses,
+# truncations and auto-resets all happen within a few hundred steps (random actions: about
+# 2 of 3 episodes of a 6x6 grid collapse, the others reach max_steps).
+HARSH = dict(
+    max_steps=60, base_load_min=0.1, base_load_max=0.6, mem_init_min=0.1, mem_init_max=0.6,
+    leak_min=0.002, leak_max=0.01, red_queen_horizon=50.0, spike_rate=0.05,
+    spike_min=0.2, spike_max=0.9, spike_decay=0.7, overload_mem_jump=0.1, restart_mem=0.3,
+    crit_fraction=0.2, crit_threshold=0.8, cap_max=4.0, clean_fraction=0.5,
+    clean_useful_mem=0.3, clean_cost=0.1, scale_cost=0.5, budget_init=1.0, budget_regen=0.02,
+    health_bonus=0.1, oom_penalty=1.0, crit_weight=2.0, overload_penalty=0.2,
+    clean_waste_penalty=0.5, invalid_penalty=0.05, collapse_penalty=10.0,
+    crit_limit=5, oom_limit=0.25,
+)
+
+
+def params_with(**overrides):
+    """WorldParams from the shipped `[env]` defaults updated by `overrides`."""
+    return make_params({**env_defaults(), **overrides})
+
+
+def quiet_params(**overrides):
+    return params_with(**{**QUIET, **overrides})
+
+
+def node(params, y, x):
+    """Row-major node index of (y, x)."""
+    return y * params.width + x
+
+
+def obs_index(dy, dx, channel):
+    """Index in the observation of channel `channel` of the neighbour at offset (dy, dx)."""
+    return ((dy + 1) * 3 + (dx + 1)) * 3 + channel
+
+
+class World:
+    """Grids of one backend (`kernels.reference` or `kernels.fast`) with their own buffers."""
+
+    def __init__(self, backend, params, num_grids=1, seed=0, first_grid=0):
+        self.backend, self.params = backend, params
+        self.num_grids = num_grids
+        self.num_agents = num_grids * params.agents_per_grid
+        self.state = allocate_state(num_grids, params)
+        self.state.grid_seed[:] = grid_seeds(seed, first_grid, num_grids)
+        self.obs = np.zeros((self.num_agents, OBS_SIZE), dtype=np.float32)
+        self.rewards = np.zeros(self.num_agents, dtype=np.float32)
+        self.terminals = np.zeros(self.num_agents, dtype=bool)
+        self.truncations = np.zeros(self.num_agents, dtype=bool)
+        self.backend.reset_grids(self.state, self.params, self.obs)
+
+    def step(self, actions=0, auto_reset=True):
+        actions = np.ascontiguousarray(
+            np.broadcast_to(np.asarray(actions, dtype=np.int32), (self.num_agents,)))
+        self.backend.step(self.state, self.params, actions, self.obs, self.rewards,
+                          self.terminals, self.truncations, auto_reset)
+        return (self.obs.copy(), self.rewards.copy(), self.terminals.copy(),
+                self.truncations.copy())
+
+    def place(self, y, x, grid=0, agent=0):
+        self.state.agent_y[grid, agent] = y
+        self.state.agent_x[grid, agent] = x
+
+    def snapshot(self):
+        """A deep copy of every state array, by field name."""
+        return {name: np.array(value, copy=True) for name, value in self.state._asdict().items()}
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
+
+
+def random_actions(rng, count, low=0, high=8):
+    return rng.integers(low, high, size=count).astype(np.int32)
