@@ -105,19 +105,51 @@ class WorldState(NamedTuple):
     finished_count: np.ndarray  # int64 (grids,)
 
 
+# Constraints that keep every observation finite and within [-1, 1] (checked by make_params).
+NON_NEGATIVE = (
+    "base_load_min", "mem_init_min", "leak_min", "spike_rate", "spike_min", "overload_mem_jump",
+    "clean_cost", "scale_cost", "budget_regen", "health_bonus", "oom_penalty", "crit_weight",
+    "overload_penalty", "clean_waste_penalty", "invalid_penalty", "collapse_penalty",
+)
+UNIT_INTERVAL = ("spike_decay", "crit_fraction", "crit_threshold", "clean_fraction",
+                 "clean_useful_mem", "budget_init", "restart_mem", "mem_init_max")
+ORDERED_PAIRS = (("base_load_min", "base_load_max"), ("mem_init_min", "mem_init_max"),
+                 ("leak_min", "leak_max"), ("spike_min", "spike_max"))
+
+
 def make_params(env_config: dict) -> WorldParams:
-    """WorldParams from the `[env]` config section (extra keys such as `num_envs` are ignored)."""
-    height, width = int(env_config["height"]), int(env_config["width"])
-    if not (4 <= height <= 256 and 4 <= width <= 256):
-        raise ValueError(f"grid size {height}x{width} is outside 4x4 .. 256x256")
-    if int(env_config["agents_per_grid"]) < 1:
-        raise ValueError("agents_per_grid must be at least 1")
+    """WorldParams from the `[env]` config section (extra keys such as `num_envs` are ignored).
+
+    Raises ValueError naming the first constant outside its valid range.
+    """
     values = {}
     for name, kind in WorldParams.__annotations__.items():
         if name == "oom_limit":
             continue
         values[name] = int(env_config[name]) if kind is int else float(env_config[name])
-    oom_limit = max(1, int(round(float(env_config["oom_limit"]) * height * width)))
+    problems = [f"{name} = {value} is not finite" for name, value in values.items()
+                if not np.isfinite(value)]
+    problems += [f"{name} = {values[name]} must be >= 0" for name in NON_NEGATIVE if values[name] < 0]
+    problems += [f"{name} = {values[name]} must be within [0, 1]" for name in UNIT_INTERVAL
+                 if not 0.0 <= values[name] <= 1.0]
+    problems += [f"{low} = {values[low]} must not exceed {high} = {values[high]}"
+                 for low, high in ORDERED_PAIRS if values[low] > values[high]]
+    height, width = values["height"], values["width"]
+    if not (4 <= height <= 256 and 4 <= width <= 256):
+        problems.append(f"grid size {height}x{width} is outside 4x4 .. 256x256")
+    for name in ("agents_per_grid", "max_steps", "crit_limit"):
+        if values[name] < 1:
+            problems.append(f"{name} = {values[name]} must be at least 1")
+    if values["red_queen_horizon"] <= 0:
+        problems.append("red_queen_horizon must be > 0")
+    if values["cap_max"] < 1:
+        problems.append("cap_max must be >= 1 (capacity starts at 1)")
+    oom_fraction = float(env_config["oom_limit"])
+    if not 0.0 < oom_fraction <= 1.0:
+        problems.append(f"oom_limit = {oom_fraction} must be a fraction of the nodes in (0, 1]")
+    if problems:
+        raise ValueError("invalid world parameters: " + "; ".join(problems))
+    oom_limit = max(1, int(round(oom_fraction * height * width)))
     return WorldParams(**values, oom_limit=oom_limit)
 
 

@@ -27,7 +27,10 @@ def world_params(overrides: dict) -> object:
     unknown = sorted(set(overrides) - set(defaults))
     if unknown:
         raise ConfigError(f"unknown env keys {unknown}; valid keys: {', '.join(defaults)}")
-    return make_params({**defaults, **overrides})
+    try:
+        return make_params({**defaults, **overrides})
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 def observation_space() -> gymnasium.spaces.Box:
@@ -84,6 +87,7 @@ class GardenerEnv(pufferlib.PufferEnv):
         self.state = allocate_state(self.num_grids, self.params)
         self.seed = seed
         self.tick = 0
+        self._has_reset = False
         # One grid has no use for threads; avoid their start-up cost per step.
         self._reset_kernel = fast.reset_grids if self.num_grids > 1 else fast.reset_grids_serial
         self._step_kernel = fast.step if self.num_grids > 1 else fast.step_serial
@@ -100,9 +104,12 @@ class GardenerEnv(pufferlib.PufferEnv):
         self.terminals[:] = False
         self.truncations[:] = False
         self.tick = 0
+        self._has_reset = True
         return self.observations, []
 
     def step(self, actions):
+        if not self._has_reset:
+            raise gymnasium.error.ResetNeeded("call reset() before step()")
         actions = as_action_array(actions, self.num_agents)
         self._step_kernel(self.state, self.params, actions, self.observations, self.rewards,
                           self.terminals, self.truncations, True)

@@ -3,6 +3,8 @@ overrides go on top; anything outside the schema fails with a ConfigError naming
 
 The shipped values are being tuned, so tests check types and the override mechanics, never the
 default numbers themselves."""
+import re
+
 import pytest
 
 from kernels.world import WorldParams, make_params
@@ -222,3 +224,30 @@ def test_oom_limit_is_a_fraction_of_the_nodes():
 def test_agents_per_grid_must_be_positive():
     with pytest.raises(ValueError, match="agents_per_grid"):
         make_params({**env_defaults(), "agents_per_grid": 0})
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"budget_init": 2.0}, "budget_init = 2.0 must be within [0, 1]"),
+    ({"leak_min": -0.05}, "leak_min = -0.05 must be >= 0"),
+    ({"leak_min": 0.01, "leak_max": 0.001}, "leak_min = 0.01 must not exceed leak_max = 0.001"),
+    ({"spike_decay": float("nan")}, "spike_decay = nan is not finite"),
+    ({"oom_limit": 0.0}, "oom_limit = 0.0 must be a fraction"),
+    ({"cap_max": 0.5}, "cap_max must be >= 1"),
+    ({"max_steps": 0}, "max_steps = 0 must be at least 1"),
+    ({"red_queen_horizon": 0.0}, "red_queen_horizon must be > 0"),
+])
+def test_world_parameters_out_of_range_are_config_errors(override, message):
+    from puffer_cluster import ConfigError, GardenerEnv, GardenerGymEnv
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        GardenerEnv(num_envs=2, **override)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        GardenerGymEnv(**override)
+
+
+def test_batched_step_before_reset_is_refused():
+    import gymnasium
+    import numpy as np
+    from puffer_cluster import GardenerEnv
+    env = GardenerEnv(num_envs=2)
+    with pytest.raises(gymnasium.error.ResetNeeded):
+        env.step(np.zeros(2, dtype=np.int32))
