@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kernels.policies import HEURISTIC_MEMORY, heuristic_actions, random_actions
+from kernels.policies import heuristic_actions, random_actions
 
 BUILTIN_POLICIES = ("random", "heuristic")
 
@@ -39,14 +39,12 @@ class HeuristicPolicy:
         self.params = params
         self.thresholds = (float(heuristic["clean_trigger"]), float(heuristic["crit_clean_trigger"]),
                            float(heuristic["scale_trigger"]))
-        self.memory = np.zeros((num_agents, HEURISTIC_MEMORY), dtype=np.int64)
         self.actions = np.zeros(num_agents, dtype=np.int32)
 
     def __call__(self, observations: np.ndarray, episode_start: np.ndarray) -> np.ndarray:
         p = self.params
-        heuristic_actions(observations, episode_start, self.memory, p.height, p.width,
-                          p.clean_cost, p.scale_cost, p.crit_threshold, *self.thresholds,
-                          self.actions)
+        heuristic_actions(observations, p.height, p.width, p.clean_cost, p.scale_cost,
+                          p.crit_threshold, *self.thresholds, self.actions)
         return self.actions
 
 

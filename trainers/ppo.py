@@ -23,7 +23,8 @@ from torch.utils.tensorboard import SummaryWriter
 
 from kernels.world import NUM_ACTIONS, OBS_SIZE
 from puffer_cluster.config import ConfigError, save_config, world_config
-from puffer_cluster.env import GardenerEnv
+from puffer_cluster.env import GardenerEnv, world_params
+from puffer_cluster.policies import HeuristicPolicy
 from trainers.checkpoint import load_checkpoint, save_atomic
 from trainers.curves import plot_learning_curve
 from trainers.dashboard import Dashboard
@@ -199,6 +200,12 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
     num_iterations = max(1, args["total_timesteps"] // batch_size)
 
     agent = make_policy(config["policy"], OBS_SIZE, NUM_ACTIONS).to(device)
+    # Kickstarting: a teacher's actions add a distillation loss that fades out over training.
+    if args["teacher"] not in ("none", "heuristic"):
+        raise ConfigError(f"train.teacher must be none or heuristic, got {args['teacher']!r}")
+    teacher = HeuristicPolicy(num_agents, world_params(world_config(config)), config["heuristic"]) \
+        if args["teacher"] == "heuristic" else None
+    teacher_iterations = args["teacher_fraction"] * num_iterations
     optimizer = torch.optim.Adam(agent.parameters(), lr=args["learning_rate"], eps=1e-5)
     forward = torch.compile(agent.step) if args["compile"] else agent.step
 
@@ -209,11 +216,13 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
     rewards = torch.zeros((num_steps, num_agents), device=device)
     episode_starts = torch.zeros((num_steps, num_agents), dtype=torch.bool, device=device)
     values = torch.zeros((num_steps, num_agents), device=device)
+    teacher_actions = torch.zeros((num_steps, num_agents), dtype=torch.long, device=device)
 
     # Start the game.
     global_step, first_iteration = 0, 1
     vecenv.async_reset(config["vec"]["seed"])
-    next_obs = torch.as_tensor(vecenv.recv()[0], device=device)
+    next_obs_buffer = vecenv.recv()[0]
+    next_obs = torch.as_tensor(next_obs_buffer, device=device)
     next_episode_start = torch.ones(num_agents, dtype=torch.bool, device=device)
     policy_state = agent.initial_state(num_agents, device)
     if checkpoint is not None:
@@ -229,6 +238,7 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
             vecenv.observations[...] = training["next_obs"]
             next_obs = torch.as_tensor(vecenv.observations, device=device)
             next_episode_start = training["next_episode_start"].to(device)
+            next_obs_buffer = vecenv.observations
             policy_state = tuple(s.to(device) for s in training["policy_state"])
         elif not quiet:
             print("note: the env state of a Serial/Multiprocessing run is not saved; "
@@ -266,6 +276,9 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
                 global_step += num_agents
                 obs[step] = next_obs
                 episode_starts[step] = next_episode_start
+                if teacher is not None:
+                    teacher_actions[step] = torch.as_tensor(
+                        teacher(next_obs_buffer, next_episode_start.cpu().numpy()), device=device)
                 with torch.no_grad(), torch.autocast(**autocast):
                     logits, value, policy_state = forward(next_obs, policy_state, next_episode_start)
                     distribution = Categorical(logits=logits.float())
@@ -277,6 +290,7 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
                 step_obs, step_rewards, terminals, truncations, infos, _, _ = vecenv.recv()
                 rewards[step] = torch.as_tensor(step_rewards, device=device)
                 next_episode_start = torch.as_tensor(terminals | truncations, device=device)
+                next_obs_buffer = step_obs
                 next_obs = torch.as_tensor(step_obs, device=device)
                 episode_infos.extend(flatten_infos(infos))
 
@@ -288,7 +302,9 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
 
             # Optimise the policy and value network.
             flat = lambda x: x.reshape(-1, *x.shape[2:])
-            b_actions, b_logprobs = flat(actions), flat(logprobs)
+            b_actions, b_logprobs, b_teacher = flat(actions), flat(logprobs), flat(teacher_actions)
+            teacher_coef = args["teacher_coef"] * max(0.0, 1.0 - (iteration - 1) / teacher_iterations) \
+                if teacher is not None and teacher_iterations > 0 else 0.0
             b_advantages, b_returns, b_values = flat(advantages), flat(returns), flat(values)
             clipfracs = []
             agents_per_minibatch = max(1, num_agents // args["num_minibatches"])
@@ -329,6 +345,9 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
                                         args["clip_coef"], args["clip_vloss"])
                     entropy_loss = distribution.entropy().mean()
                     loss = pg_loss - args["ent_coef"] * entropy_loss + v_loss * args["vf_coef"]
+                    if teacher_coef > 0:
+                        teacher_loss = nn.functional.cross_entropy(new_logits.float(), b_teacher[index])
+                        loss = loss + teacher_coef * teacher_loss
                     optimizer.zero_grad()
                     loss.backward()
                     nn.utils.clip_grad_norm_(agent.parameters(), args["max_grad_norm"])
@@ -340,6 +359,7 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
             sps = int((global_step - start_step) / max(time.time() - start_time, 1e-9))
             scalars = {
                 "charts/learning_rate": optimizer.param_groups[0]["lr"],
+                "charts/teacher_coef": teacher_coef,
                 "charts/SPS": sps,
                 "losses/value_loss": v_loss.item(), "losses/policy_loss": pg_loss.item(),
                 "losses/entropy": entropy_loss.item(), "losses/old_approx_kl": old_approx_kl.item(),
