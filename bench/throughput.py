@@ -1,0 +1,578 @@
+"""Env-only throughput of the gardener world: agent-steps/s of every way to step it, in one report.
+
+    python bench/throughput.py [--quick] [--json out.json] [--train]
+
+Only stepping is timed. Actions come from a small ring of arrays drawn beforehand; a warm-up
+(first-call and JIT costs) precedes each row, which then steps for a fixed wall-clock budget
+split into a few windows.
+Every row is compared with the Numba kernel measured in the same run, and says with which
+configuration. The report is a list of sections, so that more (training, issue 4) can follow.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+import pufferlib.vector
+
+from kernels import fast, reference
+from kernels.policies import random_actions
+from kernels.world import OBS_SIZE, allocate_state, grid_seeds, state_bytes_per_grid
+from puffer_cluster.env import GardenerEnv, GardenerGymEnv, world_params
+
+GRID_SIZES = (8, 16, 32, 64, 128)
+BATCHES = (1024, 4096, 16384)
+# 128x128 with 16384 grids would hold 6.4 GB of state: such rows are skipped, and say so.
+MEMORY_CAP_BYTES = 4 * 2**30
+SEED = 0
+NUMBA = "numba"  # the backend name of the kernel rows every other row is compared with
+ACTION_RING_SIZE = 16
+WARMUP_STEPS = 2
+TIMING_WINDOWS = 3
+MIN_STEPS_PER_WINDOW = 2
+# The NumPy reference is slow (a step of 1,024 grids of 128x128 takes seconds): one step per
+# window suffices, and it runs on the smallest batch only.
+REFERENCE_MIN_STEPS_PER_WINDOW = 1
+# PufferLib vectorization: copies of the native env, each holding grids / VECTOR_COPIES grids.
+VECTOR_COPIES = 2
+VECTOR_WORKERS = 2
+# Squared has no grid of ours: it is compared with the kernel on the config's default grid.
+SQUARED_BASELINE_GRID = 16
+SQUARED_ACTIONS = 5
+# The Gymnasium loop draws Python ints: one long sequence rather than a ring of arrays.
+GYM_ACTIONS = 1024
+PEAK_RSS_GRIDS = 65536
+PEAK_RSS_GRID = 16
+PEAK_RSS_STEPS = 3
+# Modules whose presence in the peak-RSS baseline is worth stating.
+HEAVY_MODULES = ("numba", "gymnasium", "pufferlib", "torch")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one mode measures."""
+    name: str
+    grid_sizes: tuple[int, ...]
+    batches: tuple[int, ...]
+    seconds_per_row: float
+    reference_grid_sizes: tuple[int, ...]
+    reference_seconds_per_row: float
+    gym_grid_sizes: tuple[int, ...]
+
+
+QUICK = Plan("quick", grid_sizes=(16, 64), batches=(1024, 4096), seconds_per_row=0.3,
+             reference_grid_sizes=(16,), reference_seconds_per_row=0.3, gym_grid_sizes=(16,))
+FULL = Plan("full", grid_sizes=GRID_SIZES, batches=BATCHES, seconds_per_row=2.0,
+            reference_grid_sizes=GRID_SIZES, reference_seconds_per_row=1.0,
+            gym_grid_sizes=GRID_SIZES)
+
+
+@dataclass
+class Section:
+    """One table of the report: `columns` are (header, row -> cell text) pairs."""
+    title: str
+    columns: tuple
+    rows: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# Measuring
+
+
+def timed(step_once, agents_per_step: int, seconds: float, min_steps: int) -> dict:
+    """Warm up, then time TIMING_WINDOWS windows of `step_once(i)` calls, each lasting
+    `seconds / TIMING_WINDOWS` of wall clock and at least `min_steps` calls. The best window is
+    the row's speed (other processes only ever slow a window down); the spread shows the noise."""
+    for i in range(WARMUP_STEPS):
+        step_once(i)
+    window_speeds, total_steps = [], 0
+    for _ in range(TIMING_WINDOWS):
+        steps = 0
+        start = time.perf_counter()
+        while True:
+            step_once(steps)
+            steps += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= seconds / TIMING_WINDOWS and steps >= min_steps:
+                break
+        window_speeds.append(agents_per_step * steps / elapsed)
+        total_steps += steps
+    return {"agent_steps_per_s": max(window_speeds), "window_speeds": window_speeds,
+            "steps": total_steps}
+
+
+def action_ring(agents: int) -> np.ndarray:
+    """ACTION_RING_SIZE arrays of uniform actions, drawn by the project's random policy."""
+    ring = np.empty((ACTION_RING_SIZE, agents), dtype=np.int32)
+    for step in range(ACTION_RING_SIZE):
+        random_actions(SEED, step, ring[step])
+    return ring
+
+
+def square_params(grid: int):
+    return world_params({"height": grid, "width": grid})
+
+
+def over_memory_cap(grid: int, grids: int) -> str | None:
+    """Why `grids` grids of `grid`x`grid` are not measured, or None when they fit the cap."""
+    state = state_bytes_per_grid(square_params(grid)) * grids
+    if state <= MEMORY_CAP_BYTES:
+        return None
+    return f"skipped: state {state / 2**30:.1f} GiB > {MEMORY_CAP_BYTES / 2**30:.0f} GiB cap"
+
+
+def throughput_row(backend: str, grid: int, grids: int, threads: str, baseline: tuple | None,
+                   result: dict | None, note: str = "") -> dict:
+    """A row of a throughput table (logged to stderr as progress). `baseline` is the
+    (grid, grids, threads) of the Numba kernel row it is compared with; `result` is None when
+    the row was skipped, and `note` then says why."""
+    measured = result or {"agent_steps_per_s": None, "window_speeds": [], "steps": None}
+    row = {"backend": backend, "grid": grid, "grids": grids, "threads": threads, **measured,
+           "baseline": baseline, "note": note}
+    speed = note if result is None else f"{row['agent_steps_per_s']:,.0f} agent-steps/s"
+    print(f"  {backend:<24} {grid:>3}x{grid:<3} {grids:>6} grids  {threads:>3} thr  {speed}",
+          file=sys.stderr, flush=True)
+    return row
+
+
+class KernelWorld:
+    """State, output buffers and a ring of pre-drawn actions for one backend's `step`."""
+
+    def __init__(self, backend, params, grids: int):
+        self.backend, self.params = backend, params
+        agents = grids * params.agents_per_grid
+        self.state = allocate_state(grids, params)
+        self.state.grid_seed[:] = grid_seeds(SEED, 0, grids)
+        self.observations = np.zeros((agents, OBS_SIZE), dtype=np.float32)
+        self.rewards = np.zeros(agents, dtype=np.float32)
+        self.terminals = np.zeros(agents, dtype=bool)
+        self.truncations = np.zeros(agents, dtype=bool)
+        self.actions = action_ring(agents)
+        backend.reset_grids(self.state, params, self.observations)
+
+    def step(self, i: int):
+        self.backend.step(self.state, self.params, self.actions[i % ACTION_RING_SIZE],
+                          self.observations, self.rewards, self.terminals, self.truncations, True)
+
+
+def numba_section(plan: Plan, thread_counts: list[int]) -> Section:
+    rows = []
+    for grid in plan.grid_sizes:
+        for grids in plan.batches:
+            rows += numba_rows(grid, grids, thread_counts, plan.seconds_per_row)
+    return Section("Numba kernel (`kernels.fast.step` on a `WorldState`)", THROUGHPUT_COLUMNS,
+                   rows, ["Rows with several threads are compared with the same grid and batch "
+                          "on 1 thread: the thread scaling."])
+
+
+def numba_rows(grid: int, grids: int, thread_counts: list[int], seconds: float) -> list[dict]:
+    skipped = over_memory_cap(grid, grids)
+    if skipped:
+        return [throughput_row(NUMBA, grid, grids, str(threads), None, None, skipped)
+                for threads in thread_counts]
+    world = KernelWorld(fast, square_params(grid), grids)
+    rows = []
+    for threads in thread_counts:
+        numba.set_num_threads(threads)
+        result = timed(world.step, grids, seconds, MIN_STEPS_PER_WINDOW)
+        baseline = None if threads == 1 else (grid, grids, 1)
+        rows.append(throughput_row(NUMBA, grid, grids, str(threads), baseline, result))
+    return rows
+
+
+def reference_section(plan: Plan) -> Section:
+    grids = plan.batches[0]
+    rows = []
+    for grid in plan.reference_grid_sizes:
+        skipped = over_memory_cap(grid, grids)
+        result = None
+        if not skipped:
+            world = KernelWorld(reference, square_params(grid), grids)
+            result = timed(world.step, grids, plan.reference_seconds_per_row,
+                           REFERENCE_MIN_STEPS_PER_WINDOW)
+        rows.append(throughput_row("numpy reference", grid, grids, "1", (grid, grids, 1), result,
+                                   skipped or ""))
+    return Section("NumPy reference (`kernels.reference.step`)", THROUGHPUT_COLUMNS, rows, [
+        f"Slow (see `vs numba`), so measured on {grids:,} grids only, for "
+        f"{plan.reference_seconds_per_row:g} s per row (at least {REFERENCE_MIN_STEPS_PER_WINDOW} "
+        "step per window); NumPy runs on one thread, so it is compared with the kernel on 1 "
+        "thread."])
+
+
+def gym_section(plan: Plan) -> Section:
+    baseline_grids = plan.batches[0]
+    rng = np.random.default_rng(SEED)
+    rows = []
+    for grid in plan.gym_grid_sizes:
+        env = GardenerGymEnv(height=grid, width=grid)
+        env.reset(seed=SEED)
+        actions = rng.integers(0, env.action_space.n, size=GYM_ACTIONS).tolist()
+
+        def step_once(i):
+            _, _, terminated, truncated, _ = env.step(actions[i % GYM_ACTIONS])
+            if terminated or truncated:
+                env.reset()
+
+        result = timed(step_once, 1, plan.seconds_per_row, MIN_STEPS_PER_WINDOW)
+        rows.append(throughput_row("gymnasium loop", grid, 1, "1", (grid, baseline_grids, 1),
+                                   result))
+    return Section("Gymnasium (`GardenerGymEnv`, one env, a plain Python loop)",
+                   THROUGHPUT_COLUMNS, rows, [
+                       "One grid per `step` call; resets after an episode are timed too. Compared "
+                       f"with the kernel stepping {baseline_grids:,} grids on 1 thread: the cost "
+                       "per agent-step of going through Python one step at a time."])
+
+
+def gardener_env_with_threads(*args, numba_threads: int, **kwargs) -> GardenerEnv:
+    """A GardenerEnv whose kernel calls use `numba_threads` threads (set in the process, and
+    thread, that will step it: a Multiprocessing worker or the main process)."""
+    numba.set_num_threads(numba_threads)
+    return GardenerEnv(*args, **kwargs)
+
+
+def vector_speed(backend, grid: int, grids: int, numba_threads: int, seconds: float) -> dict:
+    """send/recv throughput of VECTOR_COPIES native envs of grids / VECTOR_COPIES grids each."""
+    options = {}
+    if backend is pufferlib.vector.Multiprocessing:
+        # overwork: measure VECTOR_WORKERS workers even where there are fewer physical cores.
+        options = {"num_workers": VECTOR_WORKERS, "overwork": True}
+    vecenv = pufferlib.vector.make(
+        gardener_env_with_threads, backend=backend, num_envs=VECTOR_COPIES, seed=SEED,
+        env_kwargs={"numba_threads": numba_threads, "num_envs": grids // VECTOR_COPIES,
+                    "height": grid, "width": grid},
+        **options)
+    try:
+        actions = action_ring(grids)
+        vecenv.async_reset(SEED)
+        vecenv.recv()
+
+        def step_once(i):
+            vecenv.send(actions[i % ACTION_RING_SIZE])
+            vecenv.recv()
+
+        return timed(step_once, grids, seconds, MIN_STEPS_PER_WINDOW)
+    finally:
+        vecenv.close()
+
+
+def vector_section(plan: Plan, thread_counts: list[int]) -> Section:
+    all_threads = max(thread_counts)
+    threads_per_worker = max(1, all_threads // VECTOR_WORKERS)
+    rows = []
+    for grid in plan.grid_sizes:
+        for grids in plan.batches:
+            skipped = over_memory_cap(grid, grids)
+            for threads in thread_counts:
+                result = None if skipped else vector_speed(
+                    pufferlib.vector.Serial, grid, grids, threads, plan.seconds_per_row)
+                rows.append(throughput_row("puffer Serial", grid, grids, str(threads),
+                                           (grid, grids, threads), result, skipped or ""))
+            result = None if skipped else vector_speed(
+                pufferlib.vector.Multiprocessing, grid, grids, threads_per_worker,
+                plan.seconds_per_row)
+            rows.append(throughput_row("puffer Multiprocessing", grid, grids,
+                                       f"{VECTOR_WORKERS}x{threads_per_worker}",
+                                       (grid, grids, all_threads), result, skipped or ""))
+    title = "PufferLib vectorization of the native `GardenerEnv`"
+    return Section(title, THROUGHPUT_COLUMNS, rows, [
+        f"`pufferlib.vector.make(GardenerEnv, num_envs={VECTOR_COPIES}, ...)`: {VECTOR_COPIES} "
+        "copies of the native env holding half the grids each; `async_reset`, then `send`/`recv` "
+        "pairs.",
+        f"Serial steps the copies one after the other in this process. Multiprocessing runs "
+        f"{VECTOR_WORKERS} worker processes (threads `workers x Numba threads per worker`) and "
+        f"is compared with the kernel on all {all_threads} threads: it uses that many cores."])
+
+
+def squared_section(plan: Plan) -> Section:
+    title = "PufferLib Ocean Squared (compiled C env, native vectorization), an outside reference"
+    try:
+        from pufferlib.ocean.squared.squared import Squared
+    except ImportError as error:
+        return Section(title, THROUGHPUT_COLUMNS, [], [f"Squared is not importable here: {error}"])
+    rng = np.random.default_rng(SEED)
+    rows = []
+    for grids in plan.batches:
+        env = Squared(num_envs=grids)
+        env.reset(seed=SEED)
+        board = int(round(env.single_observation_space.shape[0] ** 0.5))
+        actions = rng.integers(0, SQUARED_ACTIONS, size=(ACTION_RING_SIZE, grids), dtype=np.int32)
+        result = timed(lambda i: env.step(actions[i % ACTION_RING_SIZE]), grids,
+                       plan.seconds_per_row, MIN_STEPS_PER_WINDOW)
+        env.close()
+        rows.append(throughput_row("ocean Squared", board, grids, "1",
+                                   (SQUARED_BASELINE_GRID, grids, 1), result))
+    return Section(title, THROUGHPUT_COLUMNS, rows, [
+        "Squared moves one agent on a board whose observation is the whole board: O(1) work "
+        "per step, single-threaded C. Compared with the kernel on the config's default "
+        f"{SQUARED_BASELINE_GRID}x{SQUARED_BASELINE_GRID} grid, same batch, 1 thread."])
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory
+
+
+def state_size_section() -> Section:
+    def state_cell(grids):
+        def cell(row):
+            total = row["bytes_per_grid"] * grids
+            over = " (over cap)" if total > MEMORY_CAP_BYTES else ""
+            return f"{total / 2**20:,.0f} MiB{over}"
+        return cell
+
+    columns = (("grid", lambda row: f"{row['grid']}x{row['grid']}"),
+               ("state bytes per grid", lambda row: f"{row['bytes_per_grid']:,}"),
+               *((f"state of {grids:,} grids", state_cell(grids)) for grids in BATCHES))
+    rows = [{"grid": grid, "bytes_per_grid": state_bytes_per_grid(square_params(grid))}
+            for grid in GRID_SIZES]
+    return Section("State size (`kernels.world.state_bytes_per_grid`)", columns, rows, [
+        f"The memory cap for measured rows is {MEMORY_CAP_BYTES / 2**30:.0f} GiB of state."])
+
+
+def proc_status_kib(key: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise KeyError(key)
+
+
+def peak_rss_child() -> None:
+    """Runs in a fresh interpreter: peak RSS before and after holding PEAK_RSS_GRIDS grids."""
+    warmup = GardenerEnv(num_envs=2, height=PEAK_RSS_GRID, width=PEAK_RSS_GRID)
+    warmup.reset(seed=SEED)
+    warmup.step(np.zeros(warmup.num_agents, dtype=np.int32))
+    baseline_kib = proc_status_kib("VmHWM")
+    env = GardenerEnv(num_envs=PEAK_RSS_GRIDS, height=PEAK_RSS_GRID, width=PEAK_RSS_GRID)
+    env.reset(seed=SEED)
+    actions = action_ring(env.num_agents)
+    for step in range(PEAK_RSS_STEPS):
+        env.step(actions[step])
+    buffers = (env.observations, env.rewards, env.terminals, env.truncations, env.masks,
+               env.actions)
+    print(json.dumps({
+        "heavy_imports": [name for name in HEAVY_MODULES if name in sys.modules],
+        "baseline_kib": baseline_kib, "peak_kib": proc_status_kib("VmHWM"),
+        "state_bytes": state_bytes_per_grid(env.params) * PEAK_RSS_GRIDS,
+        "buffer_bytes": sum(buffer.nbytes for buffer in buffers),
+    }))
+
+
+def peak_rss_section() -> Section:
+    child = subprocess.run([sys.executable, os.path.abspath(__file__), "--peak-rss-child"],
+                           capture_output=True, text=True, check=True)
+    measured = json.loads(child.stdout.strip().splitlines()[-1])
+    grids = f"{PEAK_RSS_GRIDS:,} grids of {PEAK_RSS_GRID}x{PEAK_RSS_GRID}"
+    rows = [
+        {"what": "interpreter + imports + a 2-grid env stepped once (baseline)",
+         "mib": measured["baseline_kib"] / 1024},
+        {"what": f"after a GardenerEnv of {grids}: allocate, reset, {PEAK_RSS_STEPS} steps",
+         "mib": measured["peak_kib"] / 1024},
+        {"what": "difference", "mib": (measured["peak_kib"] - measured["baseline_kib"]) / 1024},
+        {"what": "expected: state + env buffers (observations, rewards, ...)",
+         "mib": (measured["state_bytes"] + measured["buffer_bytes"]) / 2**20},
+    ]
+    columns = (("", lambda row: row["what"]),
+               ("peak RSS (VmHWM)", lambda row: f"{row['mib']:,.0f} MiB"))
+    imported = ", ".join(measured["heavy_imports"])
+    not_imported = ", ".join(name for name in HEAVY_MODULES
+                             if name not in measured["heavy_imports"]) or "none"
+    return Section(f"Peak RSS of {grids} (fresh subprocess)", columns, rows, [
+        f"The baseline process has imported {imported} (not: {not_imported})."])
+
+
+# ---------------------------------------------------------------------------------------------
+# Training throughput (issue 4)
+
+
+def training_rows(args) -> list[dict]:
+    """Training throughput rows (env + policy + update), from `throughput_row`; issue 4 adds them.
+    A row's `baseline` (grid, grids, threads) gives it its ratio to the kernel like the others."""
+    return []
+
+
+def training_section(args) -> Section:
+    rows = training_rows(args)
+    notes = [] if rows else ["training throughput: see trainers (issue 4)"]
+    return Section("Training throughput", THROUGHPUT_COLUMNS, rows, notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def attach_ratios(sections: list[Section]) -> None:
+    """Give every throughput row its ratio to the Numba kernel row named by its `baseline`."""
+    kernel_speed = {(row["grid"], row["grids"], int(row["threads"])): row["agent_steps_per_s"]
+                    for section in sections for row in section.rows
+                    if row.get("backend") == NUMBA}
+    for section in sections:
+        for row in section.rows:
+            if "baseline" not in row:
+                continue
+            baseline = row["baseline"]
+            row["vs_numba"] = None
+            row["compared_with"] = "—"
+            if baseline is None:
+                continue
+            grid, grids, threads = baseline
+            row["compared_with"] = f"numba {grid}x{grid}, {grids:,} grids, {threads} thr"
+            speed = kernel_speed.get(tuple(baseline))
+            if speed and row["agent_steps_per_s"]:
+                row["vs_numba"] = row["agent_steps_per_s"] / speed
+
+
+def optional_number(text_format: str, value) -> str:
+    return "—" if value is None else format(value, text_format)
+
+
+def ratio_text(ratio) -> str:
+    return "—" if ratio is None else f"{ratio:.3g}x"
+
+
+def spread_text(window_speeds: list[float]) -> str:
+    """How much slower the worst timing window was than the best."""
+    if not window_speeds:
+        return "—"
+    return f"{100 * (1 - min(window_speeds) / max(window_speeds)):.0f}%"
+
+
+THROUGHPUT_COLUMNS = (
+    ("backend", lambda row: row["backend"]),
+    ("grid", lambda row: f"{row['grid']}x{row['grid']}"),
+    ("grids", lambda row: f"{row['grids']:,}"),
+    ("threads", lambda row: row["threads"]),
+    ("agent-steps/s", lambda row: optional_number(",.0f", row["agent_steps_per_s"])),
+    ("vs numba", lambda row: ratio_text(row["vs_numba"])),
+    ("compared with", lambda row: row["compared_with"]),
+    ("timed steps", lambda row: optional_number(",", row["steps"])),
+    ("spread", lambda row: spread_text(row["window_speeds"])),
+    ("note", lambda row: row["note"]),
+)
+
+
+def markdown(section: Section) -> str:
+    headers = [header for header, _ in section.columns]
+    cells = [[cell(row) for _, cell in section.columns] for row in section.rows]
+    widths = [max(len(text) for text in column) for column in zip(headers, *cells)]
+
+    def line(texts):
+        return "| " + " | ".join(text.ljust(width) for text, width in zip(texts, widths)) + " |"
+
+    lines = [f"### {section.title}", ""]
+    if section.rows:
+        lines += [line(headers), "|" + "|".join("-" * (width + 2) for width in widths) + "|"]
+        lines += [line(texts) for texts in cells]
+        lines.append("")
+    lines += [f"- {note}" for note in section.notes]
+    return "\n".join(lines)
+
+
+def cpu_model() -> str:
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def package_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def machine_header(plan: Plan, started: datetime.datetime, load_at_start: tuple) -> dict:
+    # Numba picks its threading layer at the first parallel call.
+    random_actions(SEED, 0, np.zeros(1, dtype=np.int32))
+    return {
+        "mode": plan.name, "date": started.isoformat(timespec="seconds"),
+        "cpu": cpu_model(), "logical_cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)),
+        "load_average_at_start": [round(load, 2) for load in load_at_start],
+        "python": platform.python_version(), "numpy": np.__version__,
+        "numba": numba.__version__, "numba_threading_layer": numba.threading_layer(),
+        "numba_max_threads": numba.config.NUMBA_NUM_THREADS,
+        "pufferlib": package_version("pufferlib"), "torch": package_version("torch"),
+        "seconds_per_row": plan.seconds_per_row, "warmup_steps": WARMUP_STEPS,
+        "timing_windows": TIMING_WINDOWS, "min_steps_per_window": MIN_STEPS_PER_WINDOW,
+        "action_ring_size": ACTION_RING_SIZE,
+    }
+
+
+def header_markdown(header: dict) -> str:
+    load = " / ".join(f"{value:.2f}" for value in header["load_average_at_start"])
+    return "\n".join([
+        f"## puffer-cluster env throughput ({header['mode']})",
+        "",
+        f"- machine: {header['cpu']}, {header['logical_cores']} logical cores "
+        f"({header['usable_cores']} usable); load average at start {load} (1/5/15 min)",
+        f"- date: {header['date']}",
+        f"- versions: python {header['python']}, numpy {header['numpy']}, numba {header['numba']} "
+        f"(threading layer {header['numba_threading_layer']}, up to {header['numba_max_threads']} "
+        f"threads), pufferlib {header['pufferlib']}, torch {header['torch']}",
+        f"- timing: {header['warmup_steps']} warm-up steps (first-call and JIT costs excluded), "
+        f"then {header['seconds_per_row']:g} s of wall clock per row in {header['timing_windows']} "
+        f"windows (each at least {header['min_steps_per_window']} steps); a row shows its best "
+        "window and the spread (the worst window's shortfall: other processes share the "
+        f"machine); actions are pre-drawn in a ring of {header['action_ring_size']} arrays; "
+        "agent-steps/s = grids x steps / seconds (one agent per grid).",
+    ])
+
+
+def env_sections(plan: Plan) -> list[Section]:
+    thread_counts = sorted({1, numba.config.NUMBA_NUM_THREADS})
+    print("measuring (progress on stderr; the report follows on stdout)", file=sys.stderr)
+    return [numba_section(plan, thread_counts), reference_section(plan), gym_section(plan),
+            vector_section(plan, thread_counts), squared_section(plan), state_size_section(),
+            peak_rss_section()]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer sizes and short timings (under a minute)")
+    parser.add_argument("--json", metavar="PATH", help="also write the rows and header as JSON")
+    parser.add_argument("--train", action="store_true",
+                        help="append the training throughput section")
+    parser.add_argument("--peak-rss-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.peak_rss_child:
+        peak_rss_child()
+        return
+
+    plan = QUICK if args.quick else FULL
+    started, load_at_start, clock = datetime.datetime.now(), os.getloadavg(), time.perf_counter()
+    sections = env_sections(plan)
+    if args.train:
+        sections.append(training_section(args))
+    attach_ratios(sections)
+    header = machine_header(plan, started, load_at_start)
+    wall_seconds = time.perf_counter() - clock
+
+    print(header_markdown(header))
+    for section in sections:
+        print()
+        print(markdown(section))
+    print(f"\nwall time of the measurements: {wall_seconds:.1f} s")
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump({"header": header, "wall_seconds": wall_seconds,
+                       "sections": [{"title": section.title, "notes": section.notes,
+                                     "rows": section.rows} for section in sections]},
+                      out, indent=1)
+
+
+if __name__ == "__main__":
+    main()
