@@ -5,9 +5,12 @@ from puffer_cluster.config import ConfigError, load_config
 from puffer_cluster.env import GardenerEnv, GardenerGymEnv, InvalidActionError
 
 GYM_ID = "PufferCluster/Gardener-v0"
+REPLAY_GYM_ID = "PufferCluster/TraceReplay-v0"
 
-if GYM_ID not in gymnasium.registry:
-    gymnasium.register(id=GYM_ID, entry_point="puffer_cluster.env:GardenerGymEnv")
+for gym_id, entry_point in ((GYM_ID, "puffer_cluster.env:GardenerGymEnv"),
+                            (REPLAY_GYM_ID, "puffer_cluster.replay:TraceReplayGymEnv")):
+    if gym_id not in gymnasium.registry:
+        gymnasium.register(id=gym_id, entry_point=entry_point)
 
-__all__ = ["GYM_ID", "ConfigError", "GardenerEnv", "GardenerGymEnv", "InvalidActionError",
+__all__ = ["GYM_ID", "REPLAY_GYM_ID", "ConfigError", "GardenerEnv", "GardenerGymEnv", "InvalidActionError",
            "load_config"]

@@ -51,6 +51,7 @@ from __future__ import annotations
 import fnmatch
 import heapq
 import math
+import warnings
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -62,6 +63,7 @@ import pufferlib
 
 from kernels import replay as kernel
 from kernels.world import EPISODE_STATS, NUM_ACTIONS, OBS_SIZE, grid_seeds
+from puffer_cluster import REPLAY_GYM_ID as GYM_ID  # registered by the package
 from puffer_cluster.config import ConfigError, env_defaults
 from puffer_cluster.env import (
     InvalidActionError, as_action_array, observation_space, stats_info, world_params,
@@ -72,7 +74,6 @@ from puffer_cluster.traces import (
     parse_cpu_cores, parse_gvk, parse_memory_bytes,
 )
 
-GYM_ID = "PufferCluster/TraceReplay-v0"
 TRACE_SUFFIXES = (".msgpack", ".sktrace", ".json")
 GIB = 2**30
 # kube-scheduler scores a pod without requests as if it asked for this much (schedutil).
@@ -1040,15 +1041,24 @@ def load_timelines(traces, params, settings: ReplaySettings) -> list[Timeline]:
             timelines.append(item)
             continue
         if isinstance(item, (str, Path)) and Path(item).is_dir():
-            paths = find_trace_files(item)
-            if not paths:
-                raise ConfigError(f"no trace file (.msgpack, .sktrace, .json) under {item}")
-            items = paths
-        else:
-            items = [item]
-        for one in items:
-            timelines.append(compile_timeline(one, height=params.height, width=params.width,
-                                              max_steps=params.max_steps, settings=settings))
+            # A directory: the files that are replayable traces (the others are skipped, with a
+            # warning, as `puffer-cluster validate` does). A file named on its own must be one.
+            found = 0
+            for path in find_trace_files(item):
+                try:
+                    timelines.append(compile_timeline(path, height=params.height,
+                                                      width=params.width,
+                                                      max_steps=params.max_steps,
+                                                      settings=settings,
+                                                      name=str(path.relative_to(item))))
+                    found += 1
+                except (TraceError, ReplayError) as error:
+                    warnings.warn(f"skipped {path}: {error}", stacklevel=3)
+            if not found:
+                raise ConfigError(f"no replayable trace file (.msgpack, .sktrace, .json) under {item}")
+            continue
+        timelines.append(compile_timeline(item, height=params.height, width=params.width,
+                                          max_steps=params.max_steps, settings=settings))
     if not timelines:
         raise ConfigError("no trace to replay")
     return timelines
@@ -1091,9 +1101,10 @@ def _replay_setup(self, traces, replay, env_config):
 class TraceReplayEnv(pufferlib.PufferEnv):
     """`num_envs` replayed clusters stepped together, auto-resetting; a native PufferLib 3.0 env.
 
-    `traces`: a trace file, a directory of them, a Trace, a Timeline, or a list of these; grid g
-    replays trace `g % len(traces)` with the seeds of grid g of `GardenerEnv(seed=seed)`, so the
-    (trace, seed) pairs are the same for every policy. `replay` overrides `[replay]` keys, the
+    `traces`: a trace file, a directory of them (files that are not replayable traces are
+    skipped with a warning), a Trace, a Timeline, or a list of these; grid g replays trace
+    `g % len(traces)` with the seeds of grid g of `GardenerEnv(seed=seed)`, so the (trace, seed)
+    pairs are the same for every policy. `num_envs` defaults to one grid per trace. `replay` overrides `[replay]` keys, the
     other keyword arguments `[env]` keys. Agents are ordered grid by grid, infos are the mean
     episode statistics every `log_interval` steps, as in `GardenerEnv`.
     """
@@ -1116,6 +1127,7 @@ class TraceReplayEnv(pufferlib.PufferEnv):
         self.state.trace[:] = np.arange(self.num_grids) % len(self.timelines)
         self.seed = seed
         self.tick = 0
+        self._has_reset = False
         self._reset_kernel = kernel.reset_grids if self.num_grids > 1 else kernel.reset_grids_serial
         self._step_kernel = kernel.step if self.num_grids > 1 else kernel.step_serial
 
@@ -1132,10 +1144,15 @@ class TraceReplayEnv(pufferlib.PufferEnv):
         self.terminals[:] = False
         self.truncations[:] = False
         self.tick = 0
+        self._has_reset = True
         return self.observations, []
 
     def step(self, actions):
+        if not self._has_reset:
+            raise gymnasium.error.ResetNeeded("call reset() before step()")
         actions = as_action_array(actions, self.num_agents)
+        if not actions.flags.writeable:
+            actions = actions.copy()  # one compiled signature (Numba types read-only arrays apart)
         self._step_kernel(self.state, self.params, self.replay_params, self.kernel_timelines,
                           actions, self.observations, self.rewards, self.terminals,
                           self.truncations, True)
@@ -1224,6 +1241,3 @@ class TraceReplayGymEnv(gymnasium.Env):
             return None
         return _render(self, 0, self.render_mode)
 
-
-if GYM_ID not in gymnasium.registry:
-    gymnasium.register(id=GYM_ID, entry_point="puffer_cluster.replay:TraceReplayGymEnv")
