@@ -7,6 +7,8 @@ import json
 import sys
 
 from puffer_cluster.config import ConfigError, apply_overrides, load_config
+from puffer_cluster.policies import PolicyError
+from trainers.checkpoint import CheckpointError
 
 
 def cmd_eval(args, overrides: list[str]) -> int:
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         return args.func(args)
-    except ConfigError as error:
+    except (ConfigError, PolicyError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

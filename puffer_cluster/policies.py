@@ -14,6 +14,10 @@ from kernels.policies import heuristic_actions, random_actions
 BUILTIN_POLICIES = ("random", "heuristic")
 
 
+class PolicyError(ValueError):
+    """A policy name that is neither built in nor an existing checkpoint file."""
+
+
 class RandomPolicy:
     """Uniform random actions, reproducible from (seed, step, agent)."""
 
@@ -87,5 +91,5 @@ def policy_factory(spec: str, config: dict, seed: int = 0):
         return lambda num_agents, params: HeuristicPolicy(num_agents, params, config["heuristic"])
     if Path(spec).is_file():
         return lambda num_agents, params: CheckpointPolicy(spec, num_agents, config, seed)
-    raise ValueError(f"unknown policy {spec!r}: use one of {', '.join(BUILTIN_POLICIES)} "
+    raise PolicyError(f"unknown policy {spec!r}: use one of {', '.join(BUILTIN_POLICIES)} "
                      "or a checkpoint path")

@@ -8,14 +8,13 @@ import os
 import tempfile
 from pathlib import Path
 
-import torch
-
 
 class CheckpointError(ValueError):
     """A file that is not a puffer-cluster checkpoint, or lacks what the caller needs."""
 
 
 def save_atomic(payload: dict, path: str | Path) -> Path:
+    import torch  # here, so that importing the error type stays light for the CLI
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
@@ -32,6 +31,7 @@ def save_atomic(payload: dict, path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path, require_training_state: bool = False) -> dict:
+    import torch
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")

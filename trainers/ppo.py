@@ -303,8 +303,10 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
             # Optimise the policy and value network.
             flat = lambda x: x.reshape(-1, *x.shape[2:])
             b_actions, b_logprobs, b_teacher = flat(actions), flat(logprobs), flat(teacher_actions)
-            teacher_coef = args["teacher_coef"] * max(0.0, 1.0 - (iteration - 1) / teacher_iterations) \
-                if teacher is not None and teacher_iterations > 0 else 0.0
+            teacher_coef = 0.0
+            if teacher is not None:
+                fade = min(1.0, (iteration - 1) / teacher_iterations) if teacher_iterations > 0 else 1.0
+                teacher_coef = args["teacher_coef"] + fade * (args["teacher_final_coef"] - args["teacher_coef"])
             b_advantages, b_returns, b_values = flat(advantages), flat(returns), flat(values)
             clipfracs = []
             agents_per_minibatch = max(1, num_agents // args["num_minibatches"])
