@@ -18,7 +18,7 @@ from kernels.rng import (
 from kernels.world import (
     CLEAN, MOVE_DX, MOVE_DY, NUM_ACTIONS, NUM_CHANNELS, OUTSIDE, SCALE_FULL, SCALE_HALF,
     STAT_AVG_LOAD, STAT_BUDGET_SPENT, STAT_COLLAPSED, STAT_CRIT, STAT_CRIT_RATE, STAT_INVALID,
-    STAT_LENGTH, STAT_OOM, STAT_OOM_RATE, STAT_OVERLOAD, STAT_RETURN, WINDOW,
+    STAT_LENGTH, STAT_OOM, STAT_OOM_RATE, STAT_OVERLOAD, STAT_RETURN,
 )
 
 # OpenMP's layer crashes in forked workers (PufferLib's Multiprocessing forks); workqueue does not.
@@ -113,6 +113,65 @@ def _finish_episode(state, g, length, collapsed):
     state.finished_count[g] += 1
 
 
+@njit(inline="always")
+def scale_node(state, params, g, a, action):
+    """SCALE_HALF / SCALE_FULL on agent a's node, partial when the budget is short.
+    Returns 1 when nothing could be added (the node at cap_max, or no budget): invalid."""
+    unit = 0.5 if action == SCALE_HALF else 1.0
+    i = state.agent_y[g, a] * params.width + state.agent_x[g, a]
+    added = min(unit, params.cap_max - np.float64(state.cap[g, i]))
+    cost = params.scale_cost * added
+    if added > 0.0 and state.budget[g] < cost:
+        added = added * (state.budget[g] / cost)
+        cost = state.budget[g]
+    if added <= 0.0:
+        return 1
+    state.budget[g] -= cost
+    state.ep_spent[g] += cost
+    state.cap[g, i] = np.float64(state.cap[g, i]) + added
+    return 0
+
+
+@njit(inline="always")
+def move_agent(state, params, g, a, action):
+    """A move action (NOOP included); at the edge the agent stays."""
+    ny = state.agent_y[g, a] + MOVE_DY[action]
+    nx = state.agent_x[g, a] + MOVE_DX[action]
+    if 0 <= ny < params.height and 0 <= nx < params.width:
+        state.agent_y[g, a] = ny
+        state.agent_x[g, a] = nx
+
+
+@njit(inline="always")
+def settle_grid(state, params, g, ooms, crits, oom_cost, overloads, clean_waste, invalid,
+                mean_load, truncate_at, rewards, terminals, truncations):
+    """The step's reward, statistics and ending for grid g; writes every agent's outputs.
+    Returns True when the episode ended (its statistics are then recorded)."""
+    state.ep_oom[g] += ooms
+    state.ep_crit[g] += crits
+    state.ep_overload[g] += overloads
+    state.ep_invalid[g] += invalid
+    state.ep_load_sum[g] += mean_load
+    penalties = oom_cost + params.overload_penalty * overloads \
+        + params.clean_waste_penalty * clean_waste + params.invalid_penalty * invalid
+    reward = params.health_bonus * (1.0 - mean_load) - penalties
+    terminal = state.ep_crit[g] >= params.crit_limit or state.ep_oom[g] >= params.oom_limit
+    if terminal:
+        reward -= params.collapse_penalty
+    t = state.step[g]
+    truncated = (not terminal) and t >= truncate_at
+    state.ep_return[g] += reward
+    for a in range(params.agents_per_grid):
+        row = g * params.agents_per_grid + a
+        rewards[row] = reward
+        terminals[row] = terminal
+        truncations[row] = truncated
+    if terminal or truncated:
+        _finish_episode(state, g, t, terminal)
+        return True
+    return False
+
+
 @njit(nogil=True, cache=True)
 def _step_grid(state, params, g, actions, observations, rewards, terminals, truncations, auto_reset):
     height, width = params.height, params.width
@@ -144,25 +203,9 @@ def _step_grid(state, params, g, actions, observations, rewards, terminals, trun
             else:
                 invalid += 1
         elif action == SCALE_HALF or action == SCALE_FULL:
-            unit = 0.5 if action == SCALE_HALF else 1.0
-            i = state.agent_y[g, a] * width + state.agent_x[g, a]
-            added = min(unit, params.cap_max - np.float64(state.cap[g, i]))
-            cost = params.scale_cost * added
-            if added > 0.0 and state.budget[g] < cost:
-                added = added * (state.budget[g] / cost)
-                cost = state.budget[g]
-            if added > 0.0:
-                state.budget[g] -= cost
-                state.ep_spent[g] += cost
-                state.cap[g, i] = np.float64(state.cap[g, i]) + added
-            else:
-                invalid += 1
+            invalid += scale_node(state, params, g, a, action)
         else:
-            ny = state.agent_y[g, a] + MOVE_DY[action]
-            nx = state.agent_x[g, a] + MOVE_DX[action]
-            if 0 <= ny < height and 0 <= nx < width:
-                state.agent_y[g, a] = ny
-                state.agent_x[g, a] = nx
+            move_agent(state, params, g, a, action)
 
     # 2. Time advances; every node leaks, faster as the episode goes on (the Red Queen).
     t = state.step[g] + 1
@@ -208,30 +251,11 @@ def _step_grid(state, params, g, actions, observations, rewards, terminals, trun
     state.budget[g] = min(1.0, state.budget[g] + params.budget_regen)
 
     # Reward, statistics, and the end of the episode.
-    state.ep_oom[g] += ooms
-    state.ep_crit[g] += crits
-    state.ep_overload[g] += overloads
-    state.ep_invalid[g] += invalid
-    state.ep_load_sum[g] += mean_load
-    penalties = oom_cost + params.overload_penalty * overloads \
-        + params.clean_waste_penalty * clean_waste + params.invalid_penalty * invalid
-    reward = params.health_bonus * (1.0 - mean_load) - penalties
-    terminal = state.ep_crit[g] >= params.crit_limit or state.ep_oom[g] >= params.oom_limit
-    if terminal:
-        reward -= params.collapse_penalty
-    truncated = (not terminal) and t >= params.max_steps
-    state.ep_return[g] += reward
-
-    for a in range(params.agents_per_grid):
-        row = g * params.agents_per_grid + a
-        rewards[row] = reward
-        terminals[row] = terminal
-        truncations[row] = truncated
-    if terminal or truncated:
-        _finish_episode(state, g, t, terminal)
-        if auto_reset:
-            state.episode[g] += np.uint64(1)
-            _reset_grid(state, params, g)
+    done = settle_grid(state, params, g, ooms, crits, oom_cost, overloads, clean_waste, invalid,
+                       mean_load, params.max_steps, rewards, terminals, truncations)
+    if done and auto_reset:
+        state.episode[g] += np.uint64(1)
+        _reset_grid(state, params, g)
     _observe_grid(state, params, g, observations)
 
 

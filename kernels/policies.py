@@ -45,7 +45,7 @@ def sweep_action(y, x, height, width):
     the return lane, which leads up to line 0.
     """
     count = _sweep_row_count(height)
-    first, last = _sweep_row(0, count, height), _sweep_row(count - 1, count, height)
+    first = _sweep_row(0, count, height)
     if x == 0:
         return RIGHT if y == first else (DOWN if y < first else UP)
     for k in range(count):

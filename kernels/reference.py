@@ -125,25 +125,37 @@ def _apply_actions(state, params, actions):
                 state.mem[g, i] = state.mem[g, i].astype(f64) * keep
                 state.spike[g, i] = state.spike[g, i].astype(f64) * keep
 
-        scaling = (action == SCALE_HALF) | (action == SCALE_FULL)
-        unit = np.where(action == SCALE_HALF, 0.5, 1.0)
-        i = y * width + x
-        added = np.minimum(unit, params.cap_max - state.cap[grids, i].astype(f64))
-        cost = params.scale_cost * added
-        short = scaling & (added > 0.0) & (state.budget < cost)
-        added = np.where(short, added * (state.budget / np.where(short, cost, 1.0)), added)
-        cost = np.where(short, state.budget, cost)
-        paid = scaling & (added > 0.0)
-        invalid += scaling & ~paid
-        state.budget[paid] -= cost[paid]
-        state.ep_spent[paid] += cost[paid]
-        state.cap[grids[paid], i[paid]] = state.cap[grids[paid], i[paid]].astype(f64) + added[paid]
-
-        ny, nx = y + MOVE_DY[action], x + MOVE_DX[action]
-        inside = (ny >= 0) & (ny < height) & (nx >= 0) & (nx < width)
-        state.agent_y[:, a] = np.where(inside, ny, y)
-        state.agent_x[:, a] = np.where(inside, nx, x)
+        invalid += scale_nodes(state, params, a, action)
+        move_agents(state, params, a, action)
     return invalid, clean_waste
+
+
+def scale_nodes(state, params, a, action):
+    """SCALE_HALF / SCALE_FULL of agent a where `action` asks for it, partial when the budget is
+    short. Returns, per grid, whether a scale added nothing (invalid)."""
+    grids = np.arange(state.step.shape[0])
+    scaling = (action == SCALE_HALF) | (action == SCALE_FULL)
+    unit = np.where(action == SCALE_HALF, 0.5, 1.0)
+    i = state.agent_y[:, a] * params.width + state.agent_x[:, a]
+    added = np.minimum(unit, params.cap_max - state.cap[grids, i].astype(f64))
+    cost = params.scale_cost * added
+    short = scaling & (added > 0.0) & (state.budget < cost)
+    added = np.where(short, added * (state.budget / np.where(short, cost, 1.0)), added)
+    cost = np.where(short, state.budget, cost)
+    paid = scaling & (added > 0.0)
+    state.budget[paid] -= cost[paid]
+    state.ep_spent[paid] += cost[paid]
+    state.cap[grids[paid], i[paid]] = state.cap[grids[paid], i[paid]].astype(f64) + added[paid]
+    return scaling & ~paid
+
+
+def move_agents(state, params, a, action):
+    """Move actions of agent a (others move by (0, 0)); at the edge the agent stays."""
+    y, x = state.agent_y[:, a], state.agent_x[:, a]
+    ny, nx = y + MOVE_DY[action], x + MOVE_DX[action]
+    inside = (ny >= 0) & (ny < params.height) & (nx >= 0) & (nx < params.width)
+    state.agent_y[:, a] = np.where(inside, ny, y)
+    state.agent_x[:, a] = np.where(inside, nx, x)
 
 
 def _advance_time(state, params):
@@ -195,16 +207,10 @@ def _mean_load(state, params):
     return _sequential_sum(0.5 * (cpu + mem)) / (params.height * params.width)
 
 
-def step(state, params, actions, observations, rewards, terminals, truncations, auto_reset=True):
-    """One step of every grid; same contract as `kernels.fast.step`."""
-    invalid, clean_waste = _apply_actions(state, params, actions)
-    _advance_time(state, params)
-    overloads = _land_spikes(state, params)
-    ooms, crits, oom_cost = _out_of_memory(state, params)
-    mean_load = _mean_load(state, params)
-    # Rule 5: the budget recovers slowly.
-    state.budget[:] = np.minimum(1.0, state.budget + params.budget_regen)
-
+def settle(state, params, ooms, crits, oom_cost, overloads, clean_waste, invalid, mean_load,
+           truncate_at, rewards, terminals, truncations):
+    """The step's reward, statistics and endings (truncation at `truncate_at`, a number or one per
+    grid); writes every agent's outputs. Returns the grids whose episode ended."""
     state.ep_oom[:] += ooms
     state.ep_crit[:] += crits
     state.ep_overload[:] += overloads
@@ -215,7 +221,7 @@ def step(state, params, actions, observations, rewards, terminals, truncations, 
     reward = params.health_bonus * (1.0 - mean_load) - penalties
     terminal = (state.ep_crit >= params.crit_limit) | (state.ep_oom >= params.oom_limit)
     reward = np.where(terminal, reward - params.collapse_penalty, reward)
-    truncated = ~terminal & (state.step >= params.max_steps)
+    truncated = ~terminal & (state.step >= truncate_at)
     state.ep_return[:] += reward
 
     agents = params.agents_per_grid
@@ -240,6 +246,22 @@ def step(state, params, actions, observations, rewards, terminals, truncations, 
     state.finished_sum[done] += stats[done]
     state.finished_count[done] += 1
 
+    return done
+
+
+def step(state, params, actions, observations, rewards, terminals, truncations, auto_reset=True):
+    """One step of every grid; same contract as `kernels.fast.step`."""
+    invalid, clean_waste = _apply_actions(state, params, actions)
+    _advance_time(state, params)
+    overloads = _land_spikes(state, params)
+    ooms, crits, oom_cost = _out_of_memory(state, params)
+    mean_load = _mean_load(state, params)
+    # Rule 5: the budget recovers slowly.
+    state.budget[:] = np.minimum(1.0, state.budget + params.budget_regen)
+
+    # Reward, statistics, and the end of the episode.
+    done = settle(state, params, ooms, crits, oom_cost, overloads, clean_waste, invalid, mean_load,
+                  params.max_steps, rewards, terminals, truncations)
     observe(state, params, observations)
     if auto_reset:
         state.episode[done] += np.uint64(1)

@@ -43,16 +43,13 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
-import kernels.fast  # noqa: F401  (selects Numba's fork-safe threading layer before any prange)
+from kernels.fast import move_agent, scale_node, settle_grid  # also selects the threading layer
+from kernels.reference import move_agents, scale_nodes, settle
 from kernels.rng import (
     STREAM_AGENT_X, STREAM_AGENT_Y, STREAM_EPISODE, STREAM_LEAK, STREAM_MEM_INIT, counter_hash,
     counter_hash_nb, unit_float, unit_float_nb,
 )
-from kernels.world import (
-    CLEAN, MOVE_DX, MOVE_DY, NUM_ACTIONS, NUM_CHANNELS, NUM_STATS, OUTSIDE, SCALE_FULL,
-    SCALE_HALF, STAT_AVG_LOAD, STAT_BUDGET_SPENT, STAT_COLLAPSED, STAT_CRIT, STAT_CRIT_RATE,
-    STAT_INVALID, STAT_LENGTH, STAT_OOM, STAT_OOM_RATE, STAT_OVERLOAD, STAT_RETURN,
-)
+from kernels.world import CLEAN, NUM_ACTIONS, NUM_CHANNELS, NUM_STATS, OUTSIDE, SCALE_FULL, SCALE_HALF
 
 # The usage noise gets its own stream (the gardener's use 1 .. 12, the policies 100).
 STREAM_USAGE = np.uint64(13)
@@ -249,24 +246,8 @@ def _apply_actions(state, params, actions):
                 clean_waste[g] += np.maximum(0.0, params.clean_useful_mem - ratio)
                 state.overlay[g, i] = 0.0
 
-        scaling = (action == SCALE_HALF) | (action == SCALE_FULL)
-        unit = np.where(action == SCALE_HALF, 0.5, 1.0)
-        i = y * width + x
-        added = np.minimum(unit, params.cap_max - state.cap[grids, i].astype(f64))
-        cost = params.scale_cost * added
-        short = scaling & (added > 0.0) & (state.budget < cost)
-        added = np.where(short, added * (state.budget / np.where(short, cost, 1.0)), added)
-        cost = np.where(short, state.budget, cost)
-        paid = scaling & (added > 0.0)
-        invalid += scaling & ~paid
-        state.budget[paid] -= cost[paid]
-        state.ep_spent[paid] += cost[paid]
-        state.cap[grids[paid], i[paid]] = state.cap[grids[paid], i[paid]].astype(f64) + added[paid]
-
-        ny, nx = y + MOVE_DY[action], x + MOVE_DX[action]
-        inside = (ny >= 0) & (ny < height) & (nx >= 0) & (nx < width)
-        state.agent_y[:, a] = np.where(inside, ny, y)
-        state.agent_x[:, a] = np.where(inside, nx, x)
+        invalid += scale_nodes(state, params, a, action)
+        move_agents(state, params, a, action)
     return invalid, clean_waste
 
 
@@ -309,41 +290,8 @@ def step_reference(state, params, rparams, timelines, actions, observations, rew
     # 5. The budget recovers slowly.
     state.budget[:] = np.minimum(1.0, state.budget + params.budget_regen)
 
-    state.ep_oom[:] += ooms
-    state.ep_crit[:] += crits
-    state.ep_overload[:] += overloads
-    state.ep_invalid[:] += invalid
-    state.ep_load_sum[:] += mean_load
-    penalties = oom_cost + params.overload_penalty * overloads \
-        + params.clean_waste_penalty * clean_waste + params.invalid_penalty * invalid
-    reward = params.health_bonus * (1.0 - mean_load) - penalties
-    terminal = (state.ep_crit >= params.crit_limit) | (state.ep_oom >= params.oom_limit)
-    reward = np.where(terminal, reward - params.collapse_penalty, reward)
-    truncated = ~terminal & (state.step >= timelines.horizon[state.trace])
-    state.ep_return[:] += reward
-
-    agents = params.agents_per_grid
-    rewards[:] = np.repeat(reward, agents)
-    terminals[:] = np.repeat(terminal, agents)
-    truncations[:] = np.repeat(truncated, agents)
-
-    done = np.flatnonzero(terminal | truncated)
-    length = state.step[done].astype(f64)
-    stats = state.last_stats
-    stats[done, STAT_RETURN] = state.ep_return[done]
-    stats[done, STAT_LENGTH] = length
-    stats[done, STAT_OOM] = state.ep_oom[done]
-    stats[done, STAT_CRIT] = state.ep_crit[done]
-    stats[done, STAT_OVERLOAD] = state.ep_overload[done]
-    stats[done, STAT_OOM_RATE] = 100.0 * state.ep_oom[done] / length
-    stats[done, STAT_CRIT_RATE] = 100.0 * state.ep_crit[done] / length
-    stats[done, STAT_AVG_LOAD] = state.ep_load_sum[done] / length
-    stats[done, STAT_BUDGET_SPENT] = state.ep_spent[done]
-    stats[done, STAT_COLLAPSED] = terminal[done]
-    stats[done, STAT_INVALID] = state.ep_invalid[done]
-    state.finished_sum[done] += stats[done]
-    state.finished_count[done] += 1
-
+    done = settle(state, params, ooms, crits, oom_cost, overloads, clean_waste, invalid, mean_load,
+                  timelines.horizon[state.trace], rewards, terminals, truncations)
     observe_reference(state, params, timelines, observations)
     if auto_reset:
         state.episode[done] += np.uint64(1)
@@ -433,25 +381,6 @@ def _reset_grid(state, params, rparams, timelines, g):
 
 
 @njit(nogil=True, cache=True)
-def _finish_episode(state, g, length, collapsed):
-    stats = state.last_stats[g]
-    stats[STAT_RETURN] = state.ep_return[g]
-    stats[STAT_LENGTH] = length
-    stats[STAT_OOM] = state.ep_oom[g]
-    stats[STAT_CRIT] = state.ep_crit[g]
-    stats[STAT_OVERLOAD] = state.ep_overload[g]
-    stats[STAT_OOM_RATE] = 100.0 * state.ep_oom[g] / length
-    stats[STAT_CRIT_RATE] = 100.0 * state.ep_crit[g] / length
-    stats[STAT_AVG_LOAD] = state.ep_load_sum[g] / length
-    stats[STAT_BUDGET_SPENT] = state.ep_spent[g]
-    stats[STAT_COLLAPSED] = 1.0 if collapsed else 0.0
-    stats[STAT_INVALID] = state.ep_invalid[g]
-    for k in range(stats.shape[0]):
-        state.finished_sum[g, k] += stats[k]
-    state.finished_count[g] += 1
-
-
-@njit(nogil=True, cache=True)
 def _step_grid(state, params, rparams, timelines, g, actions, observations, rewards, terminals,
                truncations, auto_reset):
     height, width = params.height, params.width
@@ -480,25 +409,9 @@ def _step_grid(state, params, rparams, timelines, g, actions, observations, rewa
             else:
                 invalid += 1
         elif action == SCALE_HALF or action == SCALE_FULL:
-            unit = 0.5 if action == SCALE_HALF else 1.0
-            i = state.agent_y[g, a] * width + state.agent_x[g, a]
-            added = min(unit, params.cap_max - np.float64(state.cap[g, i]))
-            cost = params.scale_cost * added
-            if added > 0.0 and state.budget[g] < cost:
-                added = added * (state.budget[g] / cost)
-                cost = state.budget[g]
-            if added > 0.0:
-                state.budget[g] -= cost
-                state.ep_spent[g] += cost
-                state.cap[g, i] = np.float64(state.cap[g, i]) + added
-            else:
-                invalid += 1
+            invalid += scale_node(state, params, g, a, action)
         else:
-            ny = state.agent_y[g, a] + MOVE_DY[action]
-            nx = state.agent_x[g, a] + MOVE_DX[action]
-            if 0 <= ny < height and 0 <= nx < width:
-                state.agent_y[g, a] = ny
-                state.agent_x[g, a] = nx
+            move_agent(state, params, g, a, action)
 
     # 2. Time advances: the overlay leaks, the loads come from the timeline.
     t = state.step[g] + 1
@@ -542,30 +455,11 @@ def _step_grid(state, params, rparams, timelines, g, actions, observations, rewa
     # 5. The budget recovers slowly.
     state.budget[g] = min(1.0, state.budget[g] + params.budget_regen)
 
-    state.ep_oom[g] += ooms
-    state.ep_crit[g] += crits
-    state.ep_overload[g] += overloads
-    state.ep_invalid[g] += invalid
-    state.ep_load_sum[g] += mean_load
-    penalties = oom_cost + params.overload_penalty * overloads \
-        + params.clean_waste_penalty * clean_waste + params.invalid_penalty * invalid
-    reward = params.health_bonus * (1.0 - mean_load) - penalties
-    terminal = state.ep_crit[g] >= params.crit_limit or state.ep_oom[g] >= params.oom_limit
-    if terminal:
-        reward -= params.collapse_penalty
-    truncated = (not terminal) and t >= timelines.horizon[trace]
-    state.ep_return[g] += reward
-
-    for a in range(params.agents_per_grid):
-        row = g * params.agents_per_grid + a
-        rewards[row] = reward
-        terminals[row] = terminal
-        truncations[row] = truncated
-    if terminal or truncated:
-        _finish_episode(state, g, t, terminal)
-        if auto_reset:
-            state.episode[g] += np.uint64(1)
-            _reset_grid(state, params, rparams, timelines, g)
+    done = settle_grid(state, params, g, ooms, crits, oom_cost, overloads, clean_waste, invalid,
+                       mean_load, timelines.horizon[trace], rewards, terminals, truncations)
+    if done and auto_reset:
+        state.episode[g] += np.uint64(1)
+        _reset_grid(state, params, rparams, timelines, g)
     _observe_grid(state, params, timelines, g, observations)
 
 

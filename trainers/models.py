@@ -19,24 +19,27 @@ def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias: float = 0.0) -> 
 
 
 class MLPPolicy(nn.Module):
-    """Two tanh layers shared by a policy head and a value head."""
+    """Separate two-layer tanh networks for the policy and the value, as in CleanRL's ppo.py
+    (a shared trunk lets the large value-loss gradients drown the policy's)."""
 
     is_recurrent = False
 
     def __init__(self, obs_size: int, num_actions: int, hidden_size: int):
         super().__init__()
-        self.encoder = nn.Sequential(
+        self.actor = nn.Sequential(
             layer_init(nn.Linear(obs_size, hidden_size)), nn.Tanh(),
-            layer_init(nn.Linear(hidden_size, hidden_size)), nn.Tanh())
-        self.actor = layer_init(nn.Linear(hidden_size, num_actions), std=0.01)
-        self.critic = layer_init(nn.Linear(hidden_size, 1), std=1.0)
+            layer_init(nn.Linear(hidden_size, hidden_size)), nn.Tanh(),
+            layer_init(nn.Linear(hidden_size, num_actions), std=0.01))
+        self.critic = nn.Sequential(
+            layer_init(nn.Linear(obs_size, hidden_size)), nn.Tanh(),
+            layer_init(nn.Linear(hidden_size, hidden_size)), nn.Tanh(),
+            layer_init(nn.Linear(hidden_size, 1), std=1.0))
 
     def initial_state(self, batch: int, device=None):
         return ()
 
     def step(self, obs, state, episode_start):
-        hidden = self.encoder(obs)
-        return self.actor(hidden), self.critic(hidden).squeeze(-1), state
+        return self.actor(obs), self.critic(obs).squeeze(-1), state
 
     def unroll(self, obs, state, episode_start):
         logits, values, _ = self.step(obs, state, episode_start)
