@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_traces_parser(commands)
     from puffer_cluster.validate import add_validate_parser
     add_validate_parser(commands)
+    from puffer_cluster.simkube_run import add_simkube_parser
+    add_simkube_parser(commands)
     return parser
 
 
