@@ -271,8 +271,23 @@ def _step(state, params, actions, observations, rewards, terminals, truncations,
                    auto_reset)
 
 
+def _reset_grids_one_thread(state, params, observations):
+    for g in range(state.step.shape[0]):
+        _reset_grid(state, params, g)
+        _observe_grid(state, params, g, observations)
+
+
+def _step_one_thread(state, params, actions, observations, rewards, terminals, truncations,
+                     auto_reset):
+    for g in range(state.step.shape[0]):
+        _step_grid(state, params, g, actions, observations, rewards, terminals, truncations,
+                   auto_reset)
+
+
 # Many grids: one thread per chunk of grids. One grid (the Gymnasium env): no thread start-up.
+# Separate Python functions, not one compiled twice: Numba's on-disk cache is keyed by the
+# function, so a parallel and a serial build of one function would load each other's code.
 reset_grids = njit(parallel=True, nogil=True, cache=True)(_reset_grids)
 step = njit(parallel=True, nogil=True, cache=True)(_step)
-reset_grids_serial = njit(nogil=True, cache=True)(_reset_grids)
-step_serial = njit(nogil=True, cache=True)(_step)
+reset_grids_serial = njit(nogil=True, cache=True)(_reset_grids_one_thread)
+step_serial = njit(nogil=True, cache=True)(_step_one_thread)

@@ -476,8 +476,22 @@ def _step(state, params, rparams, timelines, actions, observations, rewards, ter
                    terminals, truncations, auto_reset)
 
 
+def _reset_grids_one_thread(state, params, rparams, timelines, observations):
+    for g in range(state.step.shape[0]):
+        _reset_grid(state, params, rparams, timelines, g)
+        _observe_grid(state, params, timelines, g, observations)
+
+
+def _step_one_thread(state, params, rparams, timelines, actions, observations, rewards, terminals,
+                     truncations, auto_reset):
+    for g in range(state.step.shape[0]):
+        _step_grid(state, params, rparams, timelines, g, actions, observations, rewards,
+                   terminals, truncations, auto_reset)
+
+
 # Many grids: one thread per chunk of grids. One grid (the Gymnasium env): no thread start-up.
+# Separate Python functions (Numba's on-disk cache is keyed by the function; see kernels.fast).
 reset_grids = njit(parallel=True, nogil=True, cache=True)(_reset_grids)
 step = njit(parallel=True, nogil=True, cache=True)(_step)
-reset_grids_serial = njit(nogil=True, cache=True)(_reset_grids)
-step_serial = njit(nogil=True, cache=True)(_step)
+reset_grids_serial = njit(nogil=True, cache=True)(_reset_grids_one_thread)
+step_serial = njit(nogil=True, cache=True)(_step_one_thread)

@@ -55,6 +55,9 @@ def summarize(name: str, stats: np.ndarray, baseline: np.ndarray | None) -> dict
 
 def format_table(rows: list[dict]) -> str:
     """The table in the format of the seed README (mu/sigma spelled out in ASCII)."""
+    if rows and rows[0].get("env") == "simarena":  # SimArena hook: its own table (issue 6)
+        from puffer_cluster.simarena import format_simarena_table
+        return format_simarena_table(rows)
     width = max(len(row["name"]) for row in rows)
     rule = "=" * 70
     lines = [rule, f"BENCHMARK RESULTS ({' vs '.join(row['name'] for row in rows)})", rule]
@@ -73,6 +76,9 @@ def format_table(rows: list[dict]) -> str:
 
 def evaluate(policy_specs: list[str], episodes: int, seed: int, config: dict) -> list[dict]:
     """Rows of the table, one per policy, wins counted against the first policy."""
+    if config["base"]["env_name"] == "simarena":  # SimArena hook: its own env and policies (issue 6)
+        from puffer_cluster.simarena import evaluate_simarena
+        return evaluate_simarena(policy_specs, episodes, seed, config)
     env_config = world_config(config)
     rows, baseline = [], None
     for spec in policy_specs:

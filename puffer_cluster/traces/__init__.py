@@ -50,3 +50,35 @@ __all__ = [
     "save_trace",
     "trace_to_json",
 ]
+
+# Trace edits and demo-trace generation (sim-arena, issue 6).
+from puffer_cluster.traces.ops import (  # noqa: E402
+    AmbiguousDeploymentError,
+    DeploymentNotFoundError,
+    DeploymentResources,
+    OpResult,
+    Safeguards,
+    SafeguardError,
+    TraceOpError,
+    apply_op,
+    deployment_resources,
+    mutate_trace,
+)
+from puffer_cluster.traces.generate import SCENARIOS, generate_trace, generate_traces, write_traces  # noqa: E402
+
+__all__ += [
+    "AmbiguousDeploymentError",
+    "DeploymentNotFoundError",
+    "DeploymentResources",
+    "OpResult",
+    "SCENARIOS",
+    "Safeguards",
+    "SafeguardError",
+    "TraceOpError",
+    "apply_op",
+    "deployment_resources",
+    "generate_trace",
+    "generate_traces",
+    "mutate_trace",
+    "write_traces",
+]

@@ -22,7 +22,8 @@ from puffer_cluster.traces.simkube import (
     save_trace,
 )
 
-__all__ = ["add_traces_parser", "format_summary", "run_convert", "run_inspect", "summarize_trace"]
+__all__ = ["add_edit_parsers", "add_traces_parser", "format_summary", "run_convert", "run_generate",
+           "run_inspect", "run_mutate", "summarize_trace"]
 
 _FORMAT_BY_EXTENSION = {".json": "json", ".msgpack": "msgpack", ".sktrace": "msgpack"}
 _LIFECYCLE_STATES = ("Empty", "Running", "Finished")
@@ -59,6 +60,7 @@ def add_traces_parser(
     convert.add_argument("target", type=Path, metavar="OUT", help="where to write (never IN itself)")
     convert.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     convert.set_defaults(func=run_convert)
+    add_edit_parsers(commands)  # `traces mutate` and `traces generate` (sim-arena, issue 6), below
     return traces
 
 
@@ -209,3 +211,125 @@ def _utc(ts: int) -> str:
 def _report(failure: _CommandFailed) -> int:
     print(f"error: {failure}", file=sys.stderr)
     return failure.exit_code
+
+
+# ---------------------------------------------------------------- mutate and generate (issue 6)
+# sim-arena's trace edits (`puffer_cluster.traces.ops`) and demo traces
+# (`puffer_cluster.traces.generate`).
+
+
+def add_edit_parsers(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Register `traces mutate` and `traces generate`."""
+    from puffer_cluster.traces.generate import SCENARIOS
+    from puffer_cluster.traces.ops import OP_ALIASES, OPS
+
+    mutate = commands.add_parser(
+        "mutate",
+        help="apply one of sim-arena's edits to a Deployment",
+        description="Apply one of sim-arena's edits to the first container (or the replica count) "
+        "of every applied Deployment named --deploy: bump/reduce CPU (500m steps, floor 50m), "
+        "bump/reduce memory (256Mi steps, floor 64Mi), scale up/down (floor 1). A bump past a "
+        "ceiling is refused and nothing is written. The result is a valid v2 trace, written "
+        "atomically to --out (format from its extension) or over FILE with --in-place.",
+    )
+    mutate.add_argument("file", type=Path, metavar="FILE", help="the trace to edit")
+    mutate.add_argument("--op", required=True, choices=[*OPS, *OP_ALIASES], metavar="OP",
+                        help=f"one of {', '.join(OPS)} (sim-arena's names are accepted too)")
+    mutate.add_argument("--deploy", required=True, help="the Deployment's name")
+    mutate.add_argument("--namespace", help="its namespace (needed only when the name is in several)")
+    mutate.add_argument("--step", help="edit size: a quantity for CPU/memory (default 500m / 256Mi), "
+                        "an integer for replicas (default 1)")
+    target = mutate.add_mutually_exclusive_group(required=True)
+    target.add_argument("--out", type=Path, help="where to write the edited trace (.json for JSON, "
+                        ".msgpack/.sktrace for msgpack)")
+    target.add_argument("--in-place", action="store_true", help="overwrite FILE (in its own format)")
+    mutate.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    mutate.add_argument("--max-cpu", default="16", help="CPU ceiling per container (default 16)")
+    mutate.add_argument("--max-memory", default="32Gi", help="memory ceiling (default 32Gi)")
+    mutate.add_argument("--max-replicas", type=int, default=100, help="replica ceiling (default 100)")
+    mutate.set_defaults(func=run_mutate)
+
+    generate = commands.add_parser(
+        "generate",
+        help="write demo traces for sim-arena's scenarios",
+        description="Write COUNT demo traces (proper v2 traces: tracker config, index, pod "
+        "lifecycles) for sim-arena's scenarios, trace i of scenario i mod the number of scenarios, "
+        "plus a scenarios.jsonl listing. The same --seed gives the same bytes.",
+    )
+    generate.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    generate.add_argument("--count", type=int, default=100)
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--scenarios", default=",".join(SCENARIOS),
+                          help=f"comma-separated subset of {','.join(SCENARIOS)}")
+    generate.add_argument("--format", choices=("msgpack", "json"), default="msgpack")
+    generate.add_argument("--node-cpu", default="16", help="node CPU the sizes refer to (default 16)")
+    generate.add_argument("--node-memory", default="32Gi", help="node memory (default 32Gi)")
+    generate.add_argument("--force", action="store_true", help="overwrite existing files")
+    generate.set_defaults(func=run_generate)
+
+
+def run_mutate(args: argparse.Namespace) -> int:
+    from puffer_cluster.traces.ops import Safeguards, apply_op
+    from puffer_cluster.traces.quantity import QuantityError, parse_cpu_cores, parse_memory_bytes
+    try:
+        if args.in_place:
+            target, fmt = args.file, None
+        else:
+            target = args.out
+            fmt = _FORMAT_BY_EXTENSION.get(target.suffix.lower())
+            if fmt is None:
+                raise _CommandFailed(f"cannot tell the output format from {target.name!r}: use a "
+                                     ".json, .msgpack or .sktrace name", 2)
+            if _same_file(args.file, target):
+                raise _CommandFailed(f"refusing to overwrite the input {args.file} "
+                                     "(use --in-place to edit it in place)", 2)
+            if target.exists() and not args.force:
+                raise _CommandFailed(f"{target} already exists (use --force to overwrite it)", 2)
+        try:
+            safeguards = Safeguards(
+                max_cpu_millicores=int(round(parse_cpu_cores(args.max_cpu) * 1000)),
+                max_memory_bytes=int(parse_memory_bytes(args.max_memory)),
+                max_replicas=args.max_replicas)
+        except (QuantityError, TraceError) as exc:
+            raise _CommandFailed(f"bad ceiling: {exc}", 2) from exc
+        trace, source_format = _load(args.file)
+        try:
+            result = apply_op(trace, args.op, args.deploy, namespace=args.namespace,
+                              step=args.step, safeguards=safeguards)
+        except TraceError as exc:
+            raise _CommandFailed(str(exc), 2) from exc
+        fmt = fmt or source_format
+        try:
+            (save_json_trace if fmt == "json" else save_trace)(trace, target)
+        except OSError as exc:
+            raise _CommandFailed(f"cannot write {target}: {exc.strerror or exc}", 1) from exc
+    except _CommandFailed as failure:
+        return _report(failure)
+    print(f"{result.describe()}; wrote {target}")
+    return 0
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from puffer_cluster.traces.generate import generate_traces, write_traces
+    from puffer_cluster.traces.quantity import QuantityError, parse_cpu_cores, parse_memory_bytes
+    try:
+        scenarios = [name.strip() for name in args.scenarios.split(",") if name.strip()]
+        try:
+            node_cpu = int(round(parse_cpu_cores(args.node_cpu) * 1000))
+            node_memory = int(parse_memory_bytes(args.node_memory))
+            generated = generate_traces(args.count, args.seed, scenarios,
+                                        node_cpu_millicores=node_cpu, node_memory_bytes=node_memory)
+        except (QuantityError, ValueError) as exc:
+            raise _CommandFailed(str(exc), 2) from exc
+        try:
+            write_traces(generated, args.out, fmt=args.format, overwrite=args.force)
+        except FileExistsError as exc:
+            raise _CommandFailed(f"{exc} (use --force to overwrite)", 2) from exc
+        except OSError as exc:
+            raise _CommandFailed(f"cannot write to {args.out}: {exc.strerror or exc}", 1) from exc
+    except _CommandFailed as failure:
+        return _report(failure)
+    counts = Counter(item.scenario for item in generated)
+    detail = ", ".join(f"{name} {count}" for name, count in counts.items())
+    print(f"wrote {len(generated)} traces to {args.out} ({detail or 'none'})")
+    return 0

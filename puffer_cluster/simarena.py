@@ -1,0 +1,872 @@
+"""SimArena: sim-arena's task (fix a broken Deployment by editing its trace) as a fast RL env.
+
+sim-arena (github.com/bobg0/sim-arena) runs one SimKube simulation per agent step: replay the
+trace, wait, count the target Deployment's pods (ready, pending, total), let the agent edit the
+trace (CPU, memory or replicas of the Deployment's first container), reward, repeat. Here the
+simulation is the offline replay of `puffer_cluster.replay`, compiled once per scenario trace:
+
+- `compile_scenario` replays the trace with the target Deployment's replicas set to 0 (so every
+  other workload keeps its timing) and keeps, per node, what the other pods request at the
+  observation time, `observe_seconds` after the first replayed event; it reads the target's
+  first container, how the pod's effective request follows from it (`replay.pod_requests`),
+  its replicas and the desired count (`metadata.scenario.target` of the trace, else the
+  config's `target`).
+- Each step edits the (cpu, memory, replicas) arrays exactly as `puffer_cluster.traces.ops`
+  edits a trace, and re-places the target's pods from scratch with the replay's scheduler
+  (`kernels.simarena`); a test replays the edited traces with `compile_timeline` and finds the
+  same counts. The target's pods are placed after every other pod, as in the generated traces
+  (where the target is applied last); they are counted at the observation time.
+- Observation: 14 floats in [0, 4] (`kernels.simarena.OBS_NAMES`): ready, pending and total
+  pods over the target, the target, the pod's requests over a node's capacity, the first
+  container's requests and the replicas over their ceilings, the fraction of nodes short of
+  CPU, memory or a pod slot for the first pending pod (kube-scheduler's FailedScheduling
+  reasons), time, and whether the last edit changed nothing.
+- Actions: Discrete(7) in sim-arena's numbering: noop, bump_cpu, bump_mem, scale_up,
+  reduce_cpu, reduce_mem, scale_down.
+- Reward (`[simarena] reward`): sim-arena's `base`, `shaped`, `max_punish`, or `cost_aware`
+  (see `kernels.simarena`), computed on the observation after the edit (sim-arena rewards the
+  observation before it).
+- An episode plays one scenario and ends when healthy (ready == target == total, none
+  pending; `terminated`) or after `max_steps` steps (`truncated`).
+
+Front doors: `SimArenaEnv` (native PufferLib 3.0 env, many envs per call, auto-reset) and
+`SimArenaGymEnv` (`PufferCluster/SimArena-v0`, registered when this module is imported), the
+trainer's `make_simarena_vecenv`, the eval table's `evaluate_simarena`, and policies `random`,
+`heuristic`, a constant action (`noop`, `bump_cpu`, ...) or a checkpoint.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import math
+import warnings
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+import numpy as np
+import pufferlib
+
+from kernels import simarena as kernel
+from kernels.rng import counter_hash
+from kernels.simarena import (
+    ACTION_NAMES, EPISODE_STATS, NUM_ACTIONS, OBS_HIGH, OBS_SIZE, REWARDS, SAMPLINGS,
+    STAT_LENGTH, STAT_RETURN, STAT_SOLVED,
+)
+from kernels.world import grid_seeds
+from puffer_cluster.config import ConfigError
+from puffer_cluster.env import InvalidActionError
+from puffer_cluster.policies import PolicyError
+from puffer_cluster.replay import (
+    NONZERO_CPU_MILLICORES, NONZERO_MEMORY_BYTES, ReplayError, ReplaySettings, compile_timeline,
+    find_trace_files, pod_requests, replay_settings,
+)
+from puffer_cluster.traces import Trace, TraceError, TraceEvent, load_trace
+from puffer_cluster.traces.generate import GeneratedTrace, generate_traces
+from puffer_cluster.traces.ops import Safeguards, TraceOpError, find_deployments
+
+GYM_ID = "PufferCluster/SimArena-v0"
+MIB = 2**20
+# SimArenaEnv steps this many envs or more with the threaded kernel, fewer with the serial one.
+PARALLEL_MIN_ENVS = 1024
+
+__all__ = [
+    "GYM_ID", "PARALLEL_MIN_ENVS", "Scenario", "ScenarioError", "SimArenaEnv", "SimArenaGymEnv",
+    "SimArenaSettings", "compile_scenario", "evaluate_simarena", "format_simarena_table",
+    "heuristic_actions", "kernel_params", "load_scenarios", "make_simarena_vecenv",
+    "observe_steps", "play_simarena_episodes", "random_actions", "simarena_policy",
+    "simarena_settings", "stack_scenarios", "stats_info",
+]
+
+
+class ScenarioError(ValueError):
+    """A trace that cannot be a SimArena scenario (no target Deployment, a bad target...)."""
+
+
+# ---------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class SimArenaSettings:
+    """The `[simarena]` config section (`configs/gardener.ini` documents every key)."""
+    traces: str = ""
+    count: int = 100
+    generate_seed: int = 0
+    nodes: int = 4
+    observe_seconds: float = 60.0
+    deploy: str = "web"
+    namespace: str = "default"
+    target: int = 3
+    max_steps: int = 64
+    sampling: str = "random"
+    reward: str = "shaped"
+    cpu_step_millicores: int = 500
+    memory_step_mib: int = 256
+    replica_step: int = 1
+    min_cpu_millicores: int = 50
+    min_memory_mib: int = 64
+    min_replicas: int = 1
+    max_cpu_millicores: int = 16_000
+    max_memory_mib: int = 32_768
+    max_replicas: int = 100
+    shaped_distance: float = 0.1
+    shaped_pending: float = 0.05
+    shaped_overshoot: float = 0.15
+    shaped_undershoot: float = 0.08
+    max_punish_penalty: float = 0.5
+    cost_edit: float = 0.02
+    cost_resource: float = 0.1
+
+    def __post_init__(self):
+        checks = [
+            (self.count >= 1, "count must be at least 1"),
+            (self.generate_seed >= 0, "generate_seed must be >= 0"),
+            (1 <= self.nodes <= 4096, "nodes must be within 1 .. 4096"),
+            (self.observe_seconds >= 0 and math.isfinite(self.observe_seconds),
+             "observe_seconds must be >= 0"),
+            (bool(self.deploy), "deploy must not be empty"),
+            (self.target >= 1, "target must be at least 1"),
+            (self.max_steps >= 1, "max_steps must be at least 1"),
+            (self.sampling in SAMPLINGS, f"sampling must be one of {', '.join(SAMPLINGS)}"),
+            (self.reward in REWARDS, f"reward must be one of {', '.join(REWARDS)}"),
+        ]
+        for name in ("cpu_step_millicores", "memory_step_mib", "replica_step"):
+            checks.append((getattr(self, name) >= 1, f"{name} must be at least 1"))
+        for name in ("shaped_distance", "shaped_pending", "shaped_overshoot", "shaped_undershoot",
+                     "max_punish_penalty", "cost_edit", "cost_resource"):
+            value = getattr(self, name)
+            checks.append((value >= 0 and math.isfinite(value), f"{name} must be >= 0"))
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"[simarena] {message}")
+        try:
+            self.safeguards()
+        except TraceOpError as error:
+            raise ConfigError(f"[simarena] {error}") from None
+
+    def safeguards(self) -> Safeguards:
+        """The ceilings and floors, as `puffer_cluster.traces.ops` applies them."""
+        return Safeguards(
+            max_cpu_millicores=self.max_cpu_millicores, max_memory_bytes=self.max_memory_mib * MIB,
+            max_replicas=self.max_replicas, min_cpu_millicores=self.min_cpu_millicores,
+            min_memory_bytes=self.min_memory_mib * MIB, min_replicas=self.min_replicas)
+
+    def steps(self) -> dict[str, Any]:
+        """The edit sizes, as `ops.apply_op(step=...)` takes them, by op name."""
+        cpu, mem = f"{self.cpu_step_millicores}m", f"{self.memory_step_mib}Mi"
+        return {"bump_cpu": cpu, "reduce_cpu": cpu, "bump_mem": mem, "reduce_mem": mem,
+                "scale_up": self.replica_step, "scale_down": self.replica_step}
+
+
+def simarena_settings(config: dict | SimArenaSettings | None = None, **overrides) -> SimArenaSettings:
+    """Settings from a `[simarena]` dict (or a full config holding one), updated by `overrides`."""
+    if isinstance(config, SimArenaSettings):
+        base, values = config, {}
+    else:
+        base, config = SimArenaSettings(), dict(config or {})
+        section = config.get("simarena")
+        values = dict(section) if isinstance(section, dict) else config
+    values.update(overrides)
+    known = {f.name for f in fields(SimArenaSettings)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown simarena keys {unknown}; valid keys: {', '.join(sorted(known))}")
+    typed = {}
+    defaults = SimArenaSettings()
+    for name, value in values.items():
+        default = getattr(defaults, name)
+        try:
+            if isinstance(default, int):
+                if isinstance(value, bool) or int(value) != value:
+                    raise ValueError
+                typed[name] = int(value)
+            elif isinstance(default, float):
+                if isinstance(value, bool):
+                    raise ValueError
+                typed[name] = float(value)
+            else:
+                typed[name] = "" if value is None else str(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"[simarena] {name}: expected {type(default).__name__}, "
+                              f"got {value!r}") from None
+    return replace(base, **typed)
+
+
+def kernel_params(settings: SimArenaSettings, replay: ReplaySettings) -> kernel.SimArenaParams:
+    return kernel.SimArenaParams(
+        nodes=settings.nodes, cap_cpu=replay.node_cpu_millicores, cap_mem=replay.node_memory_bytes,
+        max_pods=replay.max_pods_per_node, first_fit=replay.scheduler == "first-fit",
+        cpu_step=settings.cpu_step_millicores, mem_step=settings.memory_step_mib * MIB,
+        replica_step=settings.replica_step, min_cpu=settings.min_cpu_millicores,
+        min_mem=settings.min_memory_mib * MIB, min_replicas=settings.min_replicas,
+        max_cpu=settings.max_cpu_millicores, max_mem=settings.max_memory_mib * MIB,
+        max_replicas=settings.max_replicas, max_steps=settings.max_steps,
+        reward=REWARDS.index(settings.reward), sampling=SAMPLINGS.index(settings.sampling),
+        shaped_distance=settings.shaped_distance, shaped_pending=settings.shaped_pending,
+        shaped_overshoot=settings.shaped_overshoot, shaped_undershoot=settings.shaped_undershoot,
+        punish_penalty=settings.max_punish_penalty, cost_edit=settings.cost_edit,
+        cost_resource=settings.cost_resource)
+
+
+# ---------------------------------------------------------------- scenarios
+
+
+@dataclass(eq=False)
+class Scenario:
+    """A trace compiled for SimArena (see the module docstring). Requests in millicores/bytes."""
+    name: str
+    kind: str                  # metadata.scenario.name of the trace ('' when absent)
+    deploy: str
+    namespace: str | None
+    target: int
+    cpu: int                   # first container, initial
+    mem: int
+    replicas: int
+    cpu_rest: int              # pod cpu = max(cpu + cpu_rest, cpu_floor) + cpu_over
+    cpu_floor: int
+    cpu_over: int
+    mem_rest: int
+    mem_floor: int
+    mem_over: int
+    bg_cpu: np.ndarray         # int64 (nodes,): what the other pods request at observation time
+    bg_mem: np.ndarray
+    bg_score_cpu: np.ndarray
+    bg_score_mem: np.ndarray
+    bg_pods: np.ndarray
+    observe_seconds: float     # simulated seconds from the first replayed event to the count
+    trace: Trace | None = field(default=None, repr=False)
+
+    @property
+    def nodes(self) -> int:
+        return int(self.bg_cpu.shape[0])
+
+
+def _scenario_metadata(trace: Trace) -> dict:
+    metadata = trace.extra_fields.get("metadata")
+    scenario = metadata.get("scenario") if isinstance(metadata, dict) else None
+    return scenario if isinstance(scenario, dict) else {}
+
+
+def _target_from(value: Any, default: int) -> int:
+    """An int, or the leading number of sim-arena's '3 pods ready'; else the default."""
+    if isinstance(value, bool):
+        return default
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        digits = ""
+        for char in value.strip():
+            if not char.isdigit():
+                break
+            digits += char
+        if digits:
+            return int(digits)
+    return default
+
+
+def _without_target_pods(trace: Trace, targets: list[dict]) -> Trace:
+    """The trace with the target Deployment's objects at 0 replicas (events and timing kept)."""
+    ids = {id(obj) for obj in targets}
+
+    def muted(obj):
+        if id(obj) not in ids:
+            return obj
+        quiet = copy.deepcopy(obj)
+        if not isinstance(quiet.get("spec"), dict):
+            quiet["spec"] = {}
+        quiet["spec"]["replicas"] = 0
+        return quiet
+
+    events = [TraceEvent(event.ts, [muted(obj) for obj in event.applied_objs], event.deleted_objs,
+                         event.extra_fields, key_order=event.key_order) for event in trace.events]
+    return Trace(version=trace.version, config=trace.config, events=events, index=trace.index,
+                 pod_lifecycles=trace.pod_lifecycles, extra_fields=trace.extra_fields)
+
+
+def observe_steps(settings: SimArenaSettings, replay: ReplaySettings) -> int:
+    """Replay steps up to the observation time (compile_timeline's max_steps)."""
+    return max(1, math.ceil(settings.observe_seconds / replay.step_seconds - 1e-9))
+
+
+def compile_scenario(trace: Trace | str | Path | GeneratedTrace, settings: SimArenaSettings | None = None,
+                     replay: ReplaySettings | None = None, name: str | None = None) -> Scenario:
+    """A trace compiled for SimArena on `settings.nodes` nodes of the `[replay]` shape."""
+    settings = settings or SimArenaSettings()
+    replay = replay or ReplaySettings()
+    if isinstance(trace, GeneratedTrace):
+        name = name or trace.name
+        trace = trace.trace
+    if isinstance(trace, (str, Path)):
+        name = name or Path(trace).name
+        trace = load_trace(trace)
+    name = name or "trace"
+    meta = _scenario_metadata(trace)
+    deploy = meta.get("deploy") if isinstance(meta.get("deploy"), str) and meta.get("deploy") \
+        else settings.deploy
+    namespace = meta.get("namespace") if isinstance(meta.get("namespace"), str) \
+        else settings.namespace
+    target = _target_from(meta.get("target"), settings.target)
+    if target < 1:
+        raise ScenarioError(f"{name}: the target must be at least 1 ready pod, got {target}")
+    try:
+        objects = find_deployments(trace, deploy, namespace or None)
+    except TraceOpError as error:
+        raise ScenarioError(f"{name}: {error}") from None
+    last = objects[-1]
+    pod_spec = ((last.get("spec") or {}).get("template") or {}).get("spec")
+    if not isinstance(pod_spec, dict) or not pod_spec.get("containers"):
+        raise ScenarioError(f"{name}: Deployment {deploy!r} has no container")
+    where = f"{name}: Deployment {deploy}"
+    containers = pod_spec["containers"]
+    init = pod_spec.get("initContainers") or []
+    sidecars = [c for c in init if isinstance(c, dict) and c.get("restartPolicy") == "Always"]
+    try:
+        first = pod_requests({"containers": containers[:1]}, where)
+        rest = pod_requests({"containers": containers[1:], "initContainers": sidecars}, where)
+        floor = pod_requests({"initContainers": init}, where)
+        over = pod_requests({"overhead": pod_spec.get("overhead")}, where)
+        whole = pod_requests(pod_spec, where)
+    except ReplayError as error:
+        raise ScenarioError(str(error)) from None
+    for k in range(2):  # the decomposition must give back the scheduler's request
+        if max(first[k] + rest[k], floor[k]) + over[k] != whole[k]:
+            raise ScenarioError(f"{where}: cannot express the pod's request from its first container")
+    replicas = (last.get("spec") or {}).get("replicas", 1)
+    replicas = replicas if type(replicas) is int and replicas >= 0 else 1
+
+    steps = observe_steps(settings, replay)
+    try:
+        timeline = compile_timeline(_without_target_pods(trace, objects), height=1,
+                                    width=settings.nodes, max_steps=steps, settings=replay, name=name)
+    except (TraceError, ReplayError) as error:
+        raise ScenarioError(f"{name}: {error}") from None
+    t_obs = timeline.horizon * timeline.step_seconds
+    first_ts = next(event.ts for event in trace.events if any(obj is objects[0] for obj in event.applied_objs))
+    if (first_ts - timeline.start_ts) / replay.speed > t_obs:
+        raise ScenarioError(f"{name}: Deployment {deploy} is applied after the observation time "
+                            f"({settings.observe_seconds:g} s after the first event)")
+    nodes = settings.nodes
+    bg = {key: np.zeros(nodes, dtype=np.int64) for key in ("cpu", "mem", "score_cpu", "score_mem", "pods")}
+    for pod in timeline.pods:
+        if pod.node >= 0 and pod.running_at(t_obs):
+            bg["cpu"][pod.node] += pod.cpu
+            bg["mem"][pod.node] += pod.memory
+            bg["score_cpu"][pod.node] += pod.cpu or NONZERO_CPU_MILLICORES
+            bg["score_mem"][pod.node] += pod.memory or NONZERO_MEMORY_BYTES
+            bg["pods"][pod.node] += 1
+    kind = meta.get("name") if isinstance(meta.get("name"), str) else ""
+    return Scenario(
+        name=name, kind=kind, deploy=deploy,
+        namespace=(last.get("metadata") or {}).get("namespace"), target=target,
+        cpu=first[0], mem=first[1], replicas=replicas,
+        cpu_rest=rest[0], cpu_floor=floor[0], cpu_over=over[0],
+        mem_rest=rest[1], mem_floor=floor[1], mem_over=over[1],
+        bg_cpu=bg["cpu"], bg_mem=bg["mem"], bg_score_cpu=bg["score_cpu"],
+        bg_score_mem=bg["score_mem"], bg_pods=bg["pods"], observe_seconds=t_obs, trace=trace)
+
+
+@functools.lru_cache(maxsize=8)
+def _generated_scenarios(count: int, seed: int, nodes: int, observe_seconds: float, deploy: str,
+                         namespace: str, target: int, replay: ReplaySettings) -> tuple[Scenario, ...]:
+    """The demo scenarios (cached: envs of one process share them; nothing mutates them)."""
+    settings = SimArenaSettings(count=count, generate_seed=seed, nodes=nodes,
+                                observe_seconds=observe_seconds, deploy=deploy,
+                                namespace=namespace, target=target)
+    generated = generate_traces(count, seed, node_cpu_millicores=replay.node_cpu_millicores,
+                                node_memory_bytes=replay.node_memory_bytes, deploy=deploy,
+                                namespace=namespace)
+    return tuple(compile_scenario(item, settings, replay) for item in generated)
+
+
+def load_scenarios(traces=None, settings: SimArenaSettings | None = None,
+                   replay: ReplaySettings | None = None) -> list[Scenario]:
+    """Scenarios from `traces` (a path to a trace or a directory of them, a Trace, a
+    GeneratedTrace, a Scenario, or a list of these); None or '' takes `settings.traces`, and
+    when that is empty too, `settings.count` demo traces generated with `generate_seed`.
+    In a directory, files that are not usable scenarios are skipped with a warning."""
+    settings = settings or SimArenaSettings()
+    replay = replay or ReplaySettings()
+    if traces is None or (isinstance(traces, str) and not traces):
+        traces = settings.traces or None
+    if traces is None:
+        return list(_generated_scenarios(settings.count, settings.generate_seed, settings.nodes,
+                                         settings.observe_seconds, settings.deploy,
+                                         settings.namespace, settings.target, replay))
+    if isinstance(traces, (str, Path, Trace, GeneratedTrace, Scenario)):
+        traces = [traces]
+    scenarios = []
+    for position, item in enumerate(traces):
+        if isinstance(item, Scenario):
+            if item.nodes != settings.nodes:
+                raise ConfigError(f"scenario {item.name} has {item.nodes} nodes, the env {settings.nodes}")
+            scenarios.append(item)
+        elif isinstance(item, (str, Path)) and Path(item).is_dir():
+            found = 0
+            for path in find_trace_files(item):
+                try:
+                    scenarios.append(compile_scenario(path, settings, replay,
+                                                      name=str(path.relative_to(item))))
+                    found += 1
+                except (TraceError, ScenarioError) as error:
+                    warnings.warn(f"skipped {path}: {error}", stacklevel=2)
+            if not found:
+                raise ConfigError(f"no usable SimArena trace (.msgpack, .sktrace, .json) under {item}")
+        elif isinstance(item, (str, Path)) and not Path(item).exists():
+            raise ConfigError(f"[simarena] traces: {item} does not exist")
+        else:
+            try:  # a Trace has no name of its own: its position names it
+                name = f"trace-{position:04d}" if isinstance(item, Trace) else None
+                scenarios.append(compile_scenario(item, settings, replay, name=name))
+            except TraceError as error:
+                raise ScenarioError(f"{item}: {error}") from None
+    if not scenarios:
+        raise ConfigError("no SimArena scenario")
+    return scenarios
+
+
+def stack_scenarios(scenarios: list[Scenario]) -> kernel.Scenarios:
+    """The kernel's arrays of several scenarios (same node count)."""
+    if not scenarios:
+        raise ConfigError("no SimArena scenario")
+    nodes = scenarios[0].nodes
+    if any(s.nodes != nodes for s in scenarios):
+        raise ConfigError("all scenarios of one env must have the same node count")
+
+    def column(name):
+        return np.ascontiguousarray([getattr(s, name) for s in scenarios], dtype=np.int64)
+
+    def nodes_of(name):
+        return np.ascontiguousarray(np.stack([getattr(s, name) for s in scenarios]), dtype=np.int64)
+
+    return kernel.Scenarios(
+        target=column("target"), cpu=column("cpu"), mem=column("mem"), replicas=column("replicas"),
+        cpu_rest=column("cpu_rest"), cpu_floor=column("cpu_floor"), cpu_over=column("cpu_over"),
+        mem_rest=column("mem_rest"), mem_floor=column("mem_floor"), mem_over=column("mem_over"),
+        bg_cpu=nodes_of("bg_cpu"), bg_mem=nodes_of("bg_mem"), bg_score_cpu=nodes_of("bg_score_cpu"),
+        bg_score_mem=nodes_of("bg_score_mem"), bg_pods=nodes_of("bg_pods"))
+
+
+# ---------------------------------------------------------------- environments
+
+
+def observation_space() -> gymnasium.spaces.Box:
+    return gymnasium.spaces.Box(low=0.0, high=OBS_HIGH, shape=(OBS_SIZE,), dtype=np.float32)
+
+
+def as_action_array(actions, count: int) -> np.ndarray:
+    """Actions as int32; integral floats are accepted, NaN/inf/fractions are refused; values
+    outside [0, 7) are counted as invalid actions (and act as noop)."""
+    actions = np.asarray(actions).reshape(-1)
+    if actions.shape[0] != count:
+        raise InvalidActionError(f"expected {count} actions, got {actions.shape[0]}")
+    if not np.issubdtype(actions.dtype, np.integer):
+        if not np.issubdtype(actions.dtype, np.floating) or not np.all(np.isfinite(actions)) \
+                or np.any(actions != np.round(actions)):
+            raise InvalidActionError(f"actions must be integers in [0, {NUM_ACTIONS}); "
+                                     f"got dtype {actions.dtype} with non-integral values")
+    if actions.dtype == np.int32 and actions.flags.writeable and actions.flags.c_contiguous:
+        return actions
+    return np.ascontiguousarray(np.clip(actions, -1, NUM_ACTIONS).astype(np.int32))
+
+
+def stats_info(state) -> dict[str, float] | None:
+    """Mean episode statistics over the episodes finished since the last call, then reset."""
+    finished = int(state.finished_count.sum())
+    if finished == 0:
+        return None
+    means = state.finished_sum.sum(axis=0) / finished
+    state.finished_sum[:] = 0
+    state.finished_count[:] = 0
+    return {**dict(zip(EPISODE_STATS, means.tolist())), "n": finished}
+
+
+def _setup(self, traces, scenarios, simarena, replay):
+    self.settings = simarena_settings(simarena)
+    self.replay_settings = replay_settings(replay)
+    self.params = kernel_params(self.settings, self.replay_settings)
+    self.scenarios = list(scenarios) if scenarios is not None \
+        else load_scenarios(traces, self.settings, self.replay_settings)
+    if any(s.nodes != self.settings.nodes for s in self.scenarios):
+        raise ConfigError(f"scenarios must be compiled for {self.settings.nodes} nodes")
+    self.kernel_scenarios = stack_scenarios(self.scenarios)
+
+
+def _render_text(env, e: int) -> str:
+    state, scenario = env.state, env.scenarios[int(env.state.scenario[e])]
+    return (f"SimArena {scenario.name} ({scenario.kind or 'trace'}), step {int(state.step[e])}/"
+            f"{env.params.max_steps}: {scenario.deploy} target {scenario.target}: "
+            f"ready {int(state.ready[e])} pending {int(state.pending[e])} "
+            f"total {int(state.replicas[e])}; requests cpu {int(state.cpu[e])}m memory "
+            f"{int(state.mem[e]) / MIB:g}Mi; nodes short of cpu/memory/slot for a pending pod "
+            f"{int(state.blocked[e, 0])}/{int(state.blocked[e, 1])}/{int(state.blocked[e, 2])} "
+            f"of {env.params.nodes}")
+
+
+class SimArenaEnv(pufferlib.PufferEnv):
+    """`num_envs` SimArena envs stepped together, auto-resetting; a native PufferLib 3.0 env.
+
+    `traces` (see `load_scenarios`) or precompiled `scenarios`; `simarena` and `replay` are
+    `[simarena]` / `[replay]` dicts (or settings) overriding the defaults. `num_envs` defaults
+    to one env per scenario. `parallel` picks the threaded kernel (default: from
+    PARALLEL_MIN_ENVS envs on); both give the same bits. Env e's seed is grid e of `grid_seeds(seed)`; with `sampling =
+    cycle` env e plays scenarios e, e + num_envs, ... Every `log_interval` steps `step` returns
+    `[info]`, the mean statistics of the episodes finished meanwhile."""
+
+    def __init__(self, num_envs: int | None = None, log_interval: int | None = 128,
+                 render_mode: str | None = "ansi", buf=None, seed: int = 0, traces=None,
+                 scenarios=None, simarena: dict | SimArenaSettings | None = None,
+                 replay: dict | ReplaySettings | None = None, parallel: bool | None = None):
+        _setup(self, traces, scenarios, simarena, replay)
+        self.num_envs_ = int(num_envs if num_envs is not None else len(self.scenarios))
+        if self.num_envs_ < 1:
+            raise ConfigError("num_envs must be at least 1")
+        self.log_interval = int(log_interval if log_interval is not None else 128)
+        self.render_mode = render_mode
+        self.single_observation_space = observation_space()
+        self.single_action_space = gymnasium.spaces.Discrete(NUM_ACTIONS)
+        self.num_agents = self.num_envs_
+        super().__init__(buf)
+        self.state = kernel.allocate_state(self.num_agents, self.settings.nodes)
+        self.seed = seed
+        self.tick = 0
+        self._has_reset = False
+        # Threads pay off for large batches only (an env step is a fraction of a microsecond).
+        self.parallel = self.num_agents >= PARALLEL_MIN_ENVS if parallel is None else bool(parallel)
+        self._reset_kernel = kernel.reset_envs if self.parallel else kernel.reset_envs_serial
+        self._step_kernel = kernel.step_envs if self.parallel else kernel.step_envs_serial
+
+    def reset(self, seed: int | None = None):
+        if seed is not None:
+            self.seed = seed
+        self.state.grid_seed[:] = grid_seeds(self.seed, 0, self.num_agents)
+        self.state.episode[:] = 0
+        self.state.finished_sum[:] = 0
+        self.state.finished_count[:] = 0
+        self._reset_kernel(self.params, self.state, self.kernel_scenarios, self.observations)
+        self.rewards[:] = 0
+        self.terminals[:] = False
+        self.truncations[:] = False
+        self.tick = 0
+        self._has_reset = True
+        return self.observations, []
+
+    def step(self, actions):
+        if not self._has_reset:
+            raise gymnasium.error.ResetNeeded("call reset() before step()")
+        actions = as_action_array(actions, self.num_agents)
+        self._step_kernel(self.params, self.state, self.kernel_scenarios, actions,
+                          self.observations, self.rewards, self.terminals, self.truncations, True)
+        self.tick += 1
+        infos = []
+        if self.tick % self.log_interval == 0:
+            info = stats_info(self.state)
+            if info is not None:
+                infos.append(info)
+        return self.observations, self.rewards, self.terminals, self.truncations, infos
+
+    def render(self, env: int = 0):
+        return _render_text(self, env)
+
+    def close(self):
+        pass
+
+
+class SimArenaGymEnv(gymnasium.Env):
+    """One SimArena env as a Gymnasium env (`PufferCluster/SimArena-v0`).
+
+    `reset(seed=s)` then plain `reset()`s play exactly the episodes env 0 of
+    `SimArenaEnv(num_envs=1, seed=s)` plays with the same actions. `reset(options={"scenario":
+    i})` plays scenario i. Infos: the pod counts each step, the episode statistics at its end."""
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+
+    def __init__(self, traces=None, render_mode: str | None = None, scenarios=None,
+                 simarena: dict | SimArenaSettings | None = None,
+                 replay: dict | ReplaySettings | None = None):
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, "
+                             f"got {render_mode!r}")
+        _setup(self, traces, scenarios, simarena, replay)
+        self.render_mode = render_mode
+        self.observation_space = observation_space()
+        self.action_space = gymnasium.spaces.Discrete(NUM_ACTIONS)
+        self.state = kernel.allocate_state(1, self.settings.nodes)
+        self._obs = np.zeros((1, OBS_SIZE), dtype=np.float32)
+        self._reward = np.zeros(1, dtype=np.float32)
+        self._terminal = np.zeros(1, dtype=bool)
+        self._truncated = np.zeros(1, dtype=bool)
+        self._action = np.zeros(1, dtype=np.int32)
+        self._needs_reset = True
+        self._seeded = False
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None or not self._seeded:
+            seed = seed if seed is not None else int(self.np_random.integers(2**63))
+            self.state.grid_seed[:] = grid_seeds(seed, 0, 1)
+            self.state.episode[:] = 0
+            self._seeded = True
+        else:
+            self.state.episode[:] += np.uint64(1)
+        scenario = (options or {}).get("scenario")
+        if scenario is None:
+            kernel.reset_envs_serial(self.params, self.state, self.kernel_scenarios, self._obs)
+        else:
+            if isinstance(scenario, str):
+                names = [s.name for s in self.scenarios]
+                if scenario not in names:
+                    raise ValueError(f"no scenario named {scenario!r}")
+                scenario = names.index(scenario)
+            if not 0 <= int(scenario) < len(self.scenarios):
+                raise ValueError(f"scenario {scenario} is not within 0 .. {len(self.scenarios) - 1}")
+            kernel.start_scenario_nb(self.params, self.state, self.kernel_scenarios, 0,
+                                     int(scenario), self._obs)
+        self._needs_reset = False
+        return self._obs[0].copy(), self._info()
+
+    def _info(self) -> dict:
+        s = self.state
+        return {"scenario": self.scenarios[int(s.scenario[0])].name, "ready": int(s.ready[0]),
+                "pending": int(s.pending[0]), "total": int(s.replicas[0]),
+                "target": int(self.kernel_scenarios.target[s.scenario[0]])}
+
+    def step(self, action):
+        if self._needs_reset:
+            raise gymnasium.error.ResetNeeded("call reset() before step() (the episode has ended)")
+        if isinstance(action, (bool, np.bool_)) or not self.action_space.contains(action):
+            raise InvalidActionError(f"action {action!r} is not in Discrete({NUM_ACTIONS}): "
+                                     f"use an integer in [0, {NUM_ACTIONS})")
+        self._action[0] = int(action)
+        kernel.step_envs_serial(self.params, self.state, self.kernel_scenarios, self._action,
+                                self._obs, self._reward, self._terminal, self._truncated, False)
+        terminated, truncated = bool(self._terminal[0]), bool(self._truncated[0])
+        info = self._info()
+        if terminated or truncated:
+            self._needs_reset = True
+            info.update(zip(EPISODE_STATS, self.state.last_stats[0].tolist()))
+        return self._obs[0].copy(), float(self._reward[0]), terminated, truncated, info
+
+    def render(self):
+        if self.render_mode is None:
+            return None
+        return _render_text(self, 0)
+
+
+if GYM_ID not in gymnasium.registry:
+    gymnasium.register(id=GYM_ID, entry_point="puffer_cluster.simarena:SimArenaGymEnv")
+
+
+# ---------------------------------------------------------------- policies
+
+
+STREAM_ACTION = np.uint64(0x5A11B)
+
+
+def random_actions(seed: int, step: int, out: np.ndarray) -> np.ndarray:
+    """Uniform actions in [0, 7), a pure function of (seed, step, agent)."""
+    n = out.shape[0]
+    hashed = counter_hash(np.full(n, np.uint64(seed % 2**64)), np.full(n, np.uint64(step)),
+                          np.arange(n, dtype=np.uint64), np.full(n, STREAM_ACTION))
+    out[:] = (hashed % np.uint64(NUM_ACTIONS)).astype(np.int32)
+    return out
+
+
+def heuristic_actions(observations: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """sim-arena's `heuristic` policy made to work: sim-arena bumps CPU whenever pods are
+    pending, which cannot help a pod that fits on no node; this one reads the scheduler's reasons:
+    too many replicas -> scale_down; pending for want of CPU -> reduce_cpu, of memory ->
+    reduce_mem; too few replicas -> scale_up; else noop."""
+    obs = np.asarray(observations)
+    pending = obs[:, kernel.OBS_PENDING] > 0
+    total = obs[:, kernel.OBS_TOTAL]
+    actions = np.select(
+        [total > 1.0, pending & (obs[:, kernel.OBS_NO_CPU] > 0),
+         pending & (obs[:, kernel.OBS_NO_MEM] > 0), total < 1.0],
+        [kernel.SCALE_DOWN, kernel.REDUCE_CPU, kernel.REDUCE_MEM, kernel.SCALE_UP],
+        kernel.NOOP).astype(np.int32)
+    if out is None:
+        return actions
+    out[:] = actions
+    return out
+
+
+class _RandomPolicy:
+    def __init__(self, num_agents: int, seed: int):
+        self.seed, self.step = seed, 0
+        self.actions = np.zeros(num_agents, dtype=np.int32)
+
+    def __call__(self, observations, episode_start):
+        random_actions(self.seed, self.step, self.actions)
+        self.step += 1
+        return self.actions
+
+
+class _HeuristicPolicy:
+    def __init__(self, num_agents: int):
+        self.actions = np.zeros(num_agents, dtype=np.int32)
+
+    def __call__(self, observations, episode_start):
+        return heuristic_actions(observations, self.actions)
+
+
+class _ConstantPolicy:
+    def __init__(self, num_agents: int, action: int):
+        self.actions = np.full(num_agents, action, dtype=np.int32)
+
+    def __call__(self, observations, episode_start):
+        return self.actions
+
+
+class _CheckpointPolicy:
+    def __init__(self, path: str, num_agents: int, config: dict, seed: int):
+        import torch
+
+        from trainers.checkpoint import load_checkpoint
+        from trainers.models import make_policy
+        checkpoint = load_checkpoint(path)
+        trained_on = checkpoint["config"].get("base", {}).get("env_name")
+        if trained_on != "simarena":
+            raise ConfigError(f"{path} was trained on {trained_on!r}, not on SimArena")
+        self.torch = torch
+        self.model = make_policy(checkpoint["config"]["policy"], OBS_SIZE, NUM_ACTIONS)
+        self.model.load_state_dict(checkpoint["model"])
+        self.model.eval()
+        self.greedy = bool(config["eval"]["greedy"])
+        self.generator = torch.Generator().manual_seed(seed)
+        self.state = self.model.initial_state(num_agents)
+
+    def __call__(self, observations, episode_start):
+        torch = self.torch
+        with torch.no_grad():
+            logits, _, self.state = self.model.step(torch.as_tensor(observations), self.state,
+                                                    torch.as_tensor(episode_start))
+            if self.greedy:
+                actions = logits.argmax(dim=-1)
+            else:
+                actions = torch.multinomial(torch.softmax(logits, -1), 1, generator=self.generator)[:, 0]
+        return actions.numpy().astype(np.int32)
+
+
+def simarena_policy(spec: str, num_agents: int, config: dict | None = None, seed: int = 0):
+    """A policy `(observations, episode_start) -> actions` for 'random', 'heuristic', an action
+    name ('noop', 'bump_cpu', ...) or a checkpoint trained on SimArena."""
+    if spec == "random":
+        return _RandomPolicy(num_agents, seed)
+    if spec == "heuristic":
+        return _HeuristicPolicy(num_agents)
+    if spec in ACTION_NAMES:
+        return _ConstantPolicy(num_agents, ACTION_NAMES.index(spec))
+    if Path(spec).is_file():
+        return _CheckpointPolicy(spec, num_agents, config or {"eval": {"greedy": True}}, seed)
+    raise PolicyError(f"unknown SimArena policy {spec!r}: use random, heuristic, one of "
+                      f"{', '.join(ACTION_NAMES)} or a checkpoint path")
+
+
+# ---------------------------------------------------------------- trainer and eval hooks
+
+
+def _env_kwargs(config: dict) -> dict:
+    return {"simarena": dict(config.get("simarena") or {}), "replay": dict(config.get("replay") or {})}
+
+
+def make_simarena_vecenv(config: dict):
+    """The trainer's env for `[base] env_name = simarena` (`[vec]` as for the gardener)."""
+    import pufferlib.vector
+    if config["train"].get("teacher", "none") != "none":
+        raise ConfigError("SimArena has no kickstarting teacher: set train.teacher = none "
+                          "(configs/simarena.ini does)")
+    vec = config["vec"]
+    kwargs = dict(num_envs=config["env"]["num_envs"], log_interval=config["env"]["log_interval"],
+                  **_env_kwargs(config))
+    backend = vec["backend"]
+    if backend == "PufferEnv":
+        return SimArenaEnv(seed=vec["seed"], **kwargs)
+    if backend not in ("Serial", "Multiprocessing"):
+        raise ConfigError(f"vec.backend must be one of PufferEnv, Serial, Multiprocessing, got {backend!r}")
+    extra = {}
+    if backend == "Multiprocessing":
+        extra = dict(num_workers=vec["num_workers"], batch_size=vec["num_envs"])
+    return pufferlib.vector.make(SimArenaEnv, backend=getattr(pufferlib.vector, backend),
+                                 num_envs=vec["num_envs"], env_kwargs=kwargs, seed=vec["seed"],
+                                 **extra)
+
+
+def play_simarena_episodes(spec: str, episodes: int, seed: int, config: dict,
+                           scenarios: list[Scenario] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(stats (episodes, NUM_STATS), scenario index (episodes,)) of the first episode of envs
+    0 .. episodes-1, env e playing scenario e mod the number of scenarios (cycle sampling)."""
+    kwargs = _env_kwargs(config)
+    kwargs["simarena"]["sampling"] = "cycle"
+    env = SimArenaEnv(num_envs=episodes, seed=seed, log_interval=2**62, scenarios=scenarios, **kwargs)
+    policy = simarena_policy(spec, env.num_agents, config, seed)
+    observations, _ = env.reset()
+    played = env.state.scenario.copy()
+    stats = np.zeros((episodes, len(EPISODE_STATS)))
+    recorded = np.zeros(episodes, dtype=bool)
+    episode_start = np.ones(episodes, dtype=bool)
+    while not recorded.all():
+        actions = policy(observations, episode_start)
+        _, _, terminals, truncations, _ = env.step(actions)
+        done = terminals | truncations
+        new = done & ~recorded
+        stats[new] = env.state.last_stats[new]
+        recorded |= new
+        episode_start = done.copy()
+    return stats, played
+
+
+def evaluate_simarena(policy_specs: list[str], episodes: int, seed: int, config: dict) -> list[dict]:
+    """The eval table's rows for SimArena, wins counted against the first policy."""
+    settings = simarena_settings(config)
+    replay = replay_settings(config.get("replay"))
+    scenarios = load_scenarios(None, settings, replay)
+    rows, baseline = [], None
+    for spec in policy_specs:
+        stats, played = play_simarena_episodes(spec, episodes, seed, config, scenarios)
+        by_kind: dict[str, list[float]] = {}
+        for n, s in enumerate(played):
+            by_kind.setdefault(scenarios[int(s)].kind or "trace", []).append(stats[n, STAT_SOLVED])
+        row = {
+            "env": "simarena", "name": spec, "episodes": episodes,
+            "reward_mean": float(stats[:, STAT_RETURN].mean()),
+            "reward_std": float(stats[:, STAT_RETURN].std()),
+            "steps_mean": float(stats[:, STAT_LENGTH].mean()),
+            "solved_rate": float(stats[:, STAT_SOLVED].mean()),
+            **{f"{stat}_mean": float(stats[:, k].mean()) for k, stat in enumerate(EPISODE_STATS)
+               if stat not in ("episode_return", "episode_length", "solved")},
+            "solved_by_scenario": {kind: float(np.mean(values)) for kind, values in by_kind.items()},
+            "reward": settings.reward,
+        }
+        if baseline is not None:
+            ours, theirs = stats[:, STAT_RETURN], baseline[:, STAT_RETURN]
+            row["wins"] = int((ours > theirs).sum())
+            row["ties"] = int((ours == theirs).sum())
+        rows.append(row)
+        baseline = stats if baseline is None else baseline
+    return rows
+
+
+def format_simarena_table(rows: list[dict]) -> str:
+    """The SimArena benchmark table, in the format of the gardener's."""
+    width = max(len(row["name"]) for row in rows)
+    rule = "=" * 78
+    lines = [rule, f"SIMARENA RESULTS ({' vs '.join(row['name'] for row in rows)}; "
+             f"reward {rows[0]['reward']})", rule]
+    for row in rows:
+        lines.append(
+            f"{row['name']:<{width}} | reward mu={row['reward_mean']:+.3f} sigma={row['reward_std']:.3f}"
+            f" | steps mu={row['steps_mean']:.1f} | solved={row['solved_rate']:.2f}"
+            f" | edits mu={row['edits_mean']:.1f} | refused mu={row['refused_edits_mean']:.1f}")
+    lines.append("-" * 78)
+    kinds = list(rows[0]["solved_by_scenario"])
+    lines.append("solved by scenario: " + ", ".join(kinds))
+    for row in rows:
+        rates = " ".join(f"{row['solved_by_scenario'][kind]:.2f}" for kind in kinds)
+        lines.append(f"  {row['name']:<{width}} {rates}")
+    lines.append("-" * 78)
+    for row in rows[1:]:
+        lines.append(f"{row['name'].capitalize()} win-rate: {row['wins']}/{row['episodes']} "
+                     f"(ties: {row['ties']})")
+    lines.append(rule)
+    return "\n".join(lines)
