@@ -6,7 +6,7 @@ import numpy as np
 from kernels.world import EPISODE_STATS, STAT_RETURN
 from puffer_cluster.config import world_config
 from puffer_cluster.env import GardenerEnv
-from puffer_cluster.policies import policy_factory
+from puffer_cluster.policies import BUILTIN_POLICIES, policy_factory
 
 
 def play_episodes(make_policy, episodes: int, seed: int, env_config: dict) -> np.ndarray:
@@ -68,7 +68,8 @@ def format_table(rows: list[dict]) -> str:
             f" | crit_rate={row['crit_rate']:.2f} | avg_load mu={row['avg_load_mean']:.3f}")
     lines.append("-" * 70)
     for row in rows[1:]:
-        lines.append(f"{row['name'].capitalize()} win-rate: {row['wins']}/{row['episodes']} "
+        name = row["name"].capitalize() if row["name"] in BUILTIN_POLICIES else row["name"]
+        lines.append(f"{name} win-rate: {row['wins']}/{row['episodes']} "
                      f"(ties: {row['ties']})")
     lines.append(rule)
     return "\n".join(lines)

@@ -52,35 +52,43 @@ class HeuristicPolicy:
         return self.actions
 
 
-class CheckpointPolicy:
-    """A trained network from a checkpoint, acting greedily or sampling (`[eval] greedy`)."""
+class ModelPolicy:
+    """A policy network acting greedily (argmax) or by sampling with a seeded generator."""
 
-    def __init__(self, path: str, num_agents: int, config: dict, seed: int = 0):
+    def __init__(self, model, num_agents: int, greedy: bool, seed: int = 0, name: str = "model"):
         import torch
-
-        from kernels.world import NUM_ACTIONS, OBS_SIZE
-        from trainers.checkpoint import load_checkpoint
-        from trainers.models import make_policy
-        checkpoint = load_checkpoint(path)
-        self.name = str(path)
         self.torch = torch
-        self.model = make_policy(checkpoint["config"]["policy"], OBS_SIZE, NUM_ACTIONS)
-        self.model.load_state_dict(checkpoint["model"])
-        self.model.eval()
-        self.greedy = bool(config["eval"]["greedy"])
-        self.generator = torch.Generator().manual_seed(seed)
-        self.state = self.model.initial_state(num_agents)
+        self.name = name
+        self.model = model
+        self.device = next(model.parameters()).device
+        self.greedy = greedy
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.state = model.initial_state(num_agents, self.device)
 
     def __call__(self, observations: np.ndarray, episode_start: np.ndarray) -> np.ndarray:
         torch = self.torch
         with torch.no_grad():
-            logits, _, self.state = self.model.step(torch.as_tensor(observations), self.state,
-                                                    torch.as_tensor(episode_start))
+            logits, _, self.state = self.model.step(
+                torch.as_tensor(observations, device=self.device), self.state,
+                torch.as_tensor(episode_start, device=self.device))
             if self.greedy:
                 actions = logits.argmax(dim=-1)
             else:
-                actions = torch.multinomial(torch.softmax(logits, -1), 1, generator=self.generator)[:, 0]
-        return actions.numpy().astype(np.int32)
+                actions = torch.multinomial(torch.softmax(logits.float(), -1), 1,
+                                            generator=self.generator)[:, 0]
+        return actions.cpu().numpy().astype(np.int32)
+
+
+def CheckpointPolicy(path: str, num_agents: int, config: dict, seed: int = 0) -> ModelPolicy:
+    """The network of a checkpoint, acting as `[eval] greedy` says."""
+    from kernels.world import NUM_ACTIONS, OBS_SIZE
+    from trainers.checkpoint import load_checkpoint
+    from trainers.models import make_policy
+    checkpoint = load_checkpoint(path)
+    model = make_policy(checkpoint["config"]["policy"], OBS_SIZE, NUM_ACTIONS)
+    model.load_state_dict(checkpoint["model"])
+    model.eval()
+    return ModelPolicy(model, num_agents, bool(config["eval"]["greedy"]), seed, name=str(path))
 
 
 def policy_factory(spec: str, config: dict, seed: int = 0):

@@ -89,3 +89,13 @@ def test_format_table_matches_the_seed_layout():
     assert "random    | reward mu=-12.456 sigma=4.821 | steps mu=312.4 | oom_rate=1.82 | " \
            "crit_rate=0.68 | avg_load mu=0.512" in text
     assert "Heuristic win-rate: 50/50 (ties: 0)" in text
+
+
+def test_shipped_checkpoint_beats_the_heuristic():
+    """checkpoints/gardener_ppo.pt (README: how it was made) against the heuristic, paired seeds."""
+    from pathlib import Path
+    checkpoint = Path(__file__).resolve().parents[1] / "checkpoints" / "gardener_ppo.pt"
+    heuristic, ppo = evaluate(["heuristic", str(checkpoint)], 12, 0, load_config())
+    assert ppo["reward_mean"] > heuristic["reward_mean"]
+    assert ppo["wins"] >= 7
+    assert ppo["steps_mean"] >= 480

@@ -123,7 +123,8 @@ def test_resume_equals_uninterrupted(tmp_path, policy):
 def test_run_directory_contents(tmp_path):
     run_dir = train(tiny_config(tmp_path), quiet=True)
     assert run_dir.parent == tmp_path and run_dir.name.startswith("gardener__ppo__1__")
-    for name in ("config.ini", "command.txt", "final.pt", "latest.pt", "learning_curve.png"):
+    for name in ("config.ini", "command.txt", "final.pt", "latest.pt", "best.pt",
+                 "learning_curve.png"):
         assert (run_dir / name).is_file(), name
     assert load_config(run_dir / "config.ini") == tiny_config(tmp_path)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -133,7 +134,8 @@ def test_run_directory_contents(tmp_path):
     for tag in ("charts/episodic_return", "charts/episodic_length", "charts/SPS",
                 "charts/learning_rate", "losses/value_loss", "losses/policy_loss",
                 "losses/entropy", "losses/old_approx_kl", "losses/approx_kl", "losses/clipfrac",
-                "losses/explained_variance", "environment/oom_rate", "environment/crit_rate"):
+                "losses/explained_variance", "environment/oom_rate", "environment/crit_rate",
+                "eval/episodic_return", "losses/teacher_loss", "charts/teacher_coef"):
         assert tag in tags, tag
     # The final checkpoint is small enough to ship; latest.pt also carries the training state.
     assert (run_dir / "final.pt").stat().st_size < 1_000_000
@@ -225,3 +227,38 @@ def test_short_training_improves_on_its_start(tmp_path):
 
     start, end = mean_return(run_dir / "model_000001.pt"), mean_return(run_dir / "final.pt")
     assert end > start + 5.0, (start, end)
+
+
+def test_behaviour_cloning_phase_imitates_the_teacher(tmp_path):
+    """With the whole run in the cloning phase, the policy comes to act like the heuristic."""
+    config = tiny_config(tmp_path, "--train.teacher-clone-fraction", "1.0",
+                         "--train.total-timesteps", str(32 * 8 * 40), "--train.update-epochs", "4",
+                         "--train.num-minibatches", "4")
+    run_dir = train(config, quiet=True)
+    from puffer_cluster.env import GardenerEnv
+    from puffer_cluster.policies import HeuristicPolicy
+    env = GardenerEnv(num_envs=256, seed=99, **world_config(config))
+    teacher = HeuristicPolicy(256, env.params, config["heuristic"])
+    student = CheckpointPolicy(str(run_dir / "final.pt"), 256, config)
+    untrained = CheckpointPolicy(str(run_dir / "model_000002.pt"), 256, config)
+    obs, _ = env.reset()
+    start = np.ones(256, dtype=bool)
+    agree, agree_before = [], []
+    for _ in range(40):
+        target = teacher(obs, start).copy()
+        agree.append(np.mean(student(obs, start) == target))
+        agree_before.append(np.mean(untrained(obs, start) == target))
+        obs, _, terminals, truncations, _ = env.step(target)
+        start = terminals | truncations
+    assert np.mean(agree) > 0.8, np.mean(agree)
+    assert np.mean(agree) > np.mean(agree_before) + 0.1
+
+
+def test_saved_checkpoint_has_a_normal_file_mode(tmp_path):
+    import os
+    umask = os.umask(0o022)
+    try:
+        path = save_atomic({"format": "puffer-cluster"}, tmp_path / "model.pt")
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644

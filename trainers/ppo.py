@@ -21,10 +21,10 @@ from torch import nn
 from torch.distributions.categorical import Categorical
 from torch.utils.tensorboard import SummaryWriter
 
-from kernels.world import NUM_ACTIONS, OBS_SIZE
 from puffer_cluster.config import ConfigError, save_config, world_config
 from puffer_cluster.env import GardenerEnv, world_params
-from puffer_cluster.policies import HeuristicPolicy
+from puffer_cluster.evaluate import play_episodes
+from puffer_cluster.policies import HeuristicPolicy, ModelPolicy
 from trainers.checkpoint import load_checkpoint, save_atomic
 from trainers.curves import plot_learning_curve
 from trainers.dashboard import Dashboard
@@ -84,6 +84,9 @@ def explained_variance(predicted, target) -> float:
 
 def make_vecenv(config: dict):
     """The env of the `[vec]` section: the native env, or Serial/Multiprocessing copies of it."""
+    if config["base"]["env_name"] == "simarena":  # SimArena hook: its own env (issue 6)
+        from puffer_cluster.simarena import make_simarena_vecenv
+        return make_simarena_vecenv(config)
     vec = config["vec"]
     env_kwargs = dict(num_envs=config["env"]["num_envs"], log_interval=config["env"]["log_interval"],
                       **world_config(config))
@@ -130,6 +133,17 @@ def policy_payload(agent: nn.Module, config: dict, global_step: int, iteration: 
     return {"format": "puffer-cluster", "kind": "policy", "config": config,
             "model": {k: v.detach().cpu() for k, v in agent.state_dict().items()},
             "global_step": global_step, "iteration": iteration}
+
+
+def evaluate_greedy(agent: nn.Module, config: dict) -> float:
+    """Mean return of the greedy policy on the first episodes of `[train] eval_episodes` grids
+    seeded `eval_seed` (held out: not the benchmark's seeds)."""
+    args = config["train"]
+    agent.eval()
+    stats = play_episodes(lambda n, params: ModelPolicy(agent, n, greedy=True),
+                          args["eval_episodes"], args["eval_seed"], world_config(config))
+    agent.train()
+    return float(stats[:, 0].mean())
 
 
 def rng_state(device: torch.device) -> dict:
@@ -199,18 +213,21 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
     minibatch_size = batch_size // args["num_minibatches"]
     num_iterations = max(1, args["total_timesteps"] // batch_size)
 
-    agent = make_policy(config["policy"], OBS_SIZE, NUM_ACTIONS).to(device)
+    obs_size = vecenv.single_observation_space.shape[0]  # OBS_SIZE, or another env's (SimArena)
+    agent = make_policy(config["policy"], obs_size, vecenv.single_action_space.n).to(device)
     # Kickstarting: a teacher's actions add a distillation loss that fades out over training.
     if args["teacher"] not in ("none", "heuristic"):
         raise ConfigError(f"train.teacher must be none or heuristic, got {args['teacher']!r}")
     teacher = HeuristicPolicy(num_agents, world_params(world_config(config)), config["heuristic"]) \
         if args["teacher"] == "heuristic" else None
+    # Behaviour cloning first: the teacher acts, the policy imitates it, the value regresses.
+    cloning_iterations = int(args["teacher_clone_fraction"] * num_iterations) if teacher else 0
     teacher_iterations = args["teacher_fraction"] * num_iterations
     optimizer = torch.optim.Adam(agent.parameters(), lr=args["learning_rate"], eps=1e-5)
     forward = torch.compile(agent.step) if args["compile"] else agent.step
 
     # Rollout storage.
-    obs = torch.zeros((num_steps, num_agents, OBS_SIZE), device=device)
+    obs = torch.zeros((num_steps, num_agents, obs_size), device=device)
     actions = torch.zeros((num_steps, num_agents), dtype=torch.long, device=device)
     logprobs = torch.zeros((num_steps, num_agents), device=device)
     rewards = torch.zeros((num_steps, num_agents), device=device)
@@ -244,6 +261,11 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
             print("note: the env state of a Serial/Multiprocessing run is not saved; "
                   "the envs restart from their seeds")
 
+    # Model selection: the greedy policy is scored on held-out seeds; the best becomes best.pt.
+    evaluating = args["eval_interval"] > 0 and config["base"]["env_name"] == "gardener"
+    best_eval_return = checkpoint["training"].get("best_eval_return", -np.inf) if checkpoint \
+        else -np.inf
+
     def save_training_checkpoint(iteration: int) -> None:
         payload = policy_payload(agent, config, global_step, iteration)
         payload["kind"] = "training"
@@ -251,6 +273,7 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
             "optimizer": optimizer.state_dict(), "rng": rng_state(device),
             "next_episode_start": next_episode_start.cpu(),
             "policy_state": tuple(s.detach().cpu() for s in policy_state),
+            "best_eval_return": best_eval_return,
         }
         if isinstance(vecenv, GardenerEnv):
             payload["training"].update(
@@ -270,6 +293,7 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
                 optimizer.param_groups[0]["lr"] = frac * args["learning_rate"]
 
             # Rollout: num_steps steps of every agent.
+            cloning = iteration <= cloning_iterations
             initial_policy_state = tuple(s.clone() for s in policy_state)
             episode_infos = []
             for step in range(num_steps):
@@ -282,7 +306,7 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
                 with torch.no_grad(), torch.autocast(**autocast):
                     logits, value, policy_state = forward(next_obs, policy_state, next_episode_start)
                     distribution = Categorical(logits=logits.float())
-                    action = distribution.sample()
+                    action = teacher_actions[step] if cloning else distribution.sample()
                 actions[step] = action
                 logprobs[step] = distribution.log_prob(action)
                 values[step] = value.float()
@@ -305,7 +329,8 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
             b_actions, b_logprobs, b_teacher = flat(actions), flat(logprobs), flat(teacher_actions)
             teacher_coef = 0.0
             if teacher is not None:
-                fade = min(1.0, (iteration - 1) / teacher_iterations) if teacher_iterations > 0 else 1.0
+                since = max(0, iteration - 1 - cloning_iterations)
+                fade = min(1.0, since / teacher_iterations) if teacher_iterations > 0 else 1.0
                 teacher_coef = args["teacher_coef"] + fade * (args["teacher_final_coef"] - args["teacher_coef"])
             b_advantages, b_returns, b_values = flat(advantages), flat(returns), flat(values)
             clipfracs = []
@@ -346,10 +371,13 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
                     v_loss = value_loss(new_values.float(), b_returns[index], b_values[index],
                                         args["clip_coef"], args["clip_vloss"])
                     entropy_loss = distribution.entropy().mean()
-                    loss = pg_loss - args["ent_coef"] * entropy_loss + v_loss * args["vf_coef"]
-                    if teacher_coef > 0:
-                        teacher_loss = nn.functional.cross_entropy(new_logits.float(), b_teacher[index])
-                        loss = loss + teacher_coef * teacher_loss
+                    teacher_loss = nn.functional.cross_entropy(new_logits.float(), b_teacher[index]) \
+                        if teacher is not None else torch.zeros((), device=device)
+                    if cloning:  # off-policy data: no policy-gradient term
+                        loss = teacher_coef * teacher_loss + v_loss * args["vf_coef"]
+                    else:
+                        loss = pg_loss - args["ent_coef"] * entropy_loss + v_loss * args["vf_coef"] \
+                            + teacher_coef * teacher_loss
                     optimizer.zero_grad()
                     loss.backward()
                     nn.utils.clip_grad_norm_(agent.parameters(), args["max_grad_norm"])
@@ -362,6 +390,7 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
             scalars = {
                 "charts/learning_rate": optimizer.param_groups[0]["lr"],
                 "charts/teacher_coef": teacher_coef,
+                "losses/teacher_loss": teacher_loss.item(),
                 "charts/SPS": sps,
                 "losses/value_loss": v_loss.item(), "losses/policy_loss": pg_loss.item(),
                 "losses/entropy": entropy_loss.item(), "losses/old_approx_kl": old_approx_kl.item(),
@@ -378,12 +407,19 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
                 scalars["charts/episodic_return"] = scalars["environment/episode_return"]
                 scalars["charts/episodic_length"] = scalars["environment/episode_length"]
                 history.append((global_step, scalars["charts/episodic_return"],
-                                scalars["environment/oom_rate"]))
+                                scalars.get("environment/oom_rate", float("nan"))))
             for key, value in scalars.items():
                 writer.add_scalar(key, value, global_step)
             dashboard.update(iteration, global_step, scalars)
 
             stopping = interrupt.requested or (should_stop is not None and should_stop(iteration))
+            if evaluating and (iteration % args["eval_interval"] == 0 or iteration == num_iterations):
+                eval_return = evaluate_greedy(agent, config)
+                writer.add_scalar("eval/episodic_return", eval_return, global_step)
+                if eval_return > best_eval_return:
+                    best_eval_return = eval_return
+                    save_atomic(policy_payload(agent, config, global_step, iteration),
+                                run_dir / "best.pt")
             if iteration % args["checkpoint_interval"] == 0 or stopping:
                 save_training_checkpoint(iteration)
                 save_atomic(policy_payload(agent, config, global_step, iteration),
