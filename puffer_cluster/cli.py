@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 
 from puffer_cluster.config import ConfigError, apply_overrides, load_config
 from puffer_cluster.policies import PolicyError
 from trainers.checkpoint import CheckpointError
+
+# torch.cuda imports pynvml, which warns about its own deprecation: noise for our users.
+warnings.filterwarnings("ignore", message="The pynvml package is deprecated", category=FutureWarning)
 
 
 def cmd_eval(args, overrides: list[str]) -> int:

@@ -6,6 +6,7 @@ and no write at all in the read-only modes."""
 from __future__ import annotations
 
 import copy
+import signal
 import socket
 from pathlib import Path
 
@@ -57,6 +58,15 @@ def no_real_kubeconfig(tmp_path, monkeypatch):
     """Never let a developer's ~/.kube/config or $KUBECONFIG reach a test."""
     monkeypatch.delenv("KUBECONFIG", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
+@pytest.fixture(autouse=True)
+def ctrl_c_raises():
+    """Ctrl-C raises KeyboardInterrupt here even when the test run inherited SIGINT ignored (a
+    background job of a non-interactive shell does), so the simulated Ctrl-C is not a no-op."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture
