@@ -130,7 +130,59 @@ class GardenerEnv(pufferlib.PufferEnv):
         pass
 
 
-class GardenerGymEnv(gymnasium.Env):
+class OneGridGymEnv(gymnasium.Env):
+    """Gymnasium plumbing shared by the one-grid envs (gardener, trace replay, SimArena): the
+    kernel's one-row buffers, Gymnasium seeding mapped onto the kernel's grid seed and episode
+    counter, action checks, and the end of an episode. A subclass sets `state`, `action_space`
+    and calls `_init_buffers`, then implements `_reset_kernel(options)` and `_step_kernel()`."""
+
+    episode_stats = EPISODE_STATS  # names of the rows of `state.last_stats`
+
+    def _init_buffers(self, obs_size: int) -> None:
+        self._obs = np.zeros((1, obs_size), dtype=np.float32)
+        self._reward = np.zeros(1, dtype=np.float32)
+        self._terminal = np.zeros(1, dtype=bool)
+        self._truncated = np.zeros(1, dtype=bool)
+        self._action = np.zeros(1, dtype=np.int32)
+        self._needs_reset = True
+        self._seeded = False
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None or not self._seeded:
+            # Unseeded first reset: draw the seed from Gymnasium's entropy-seeded generator.
+            seed = seed if seed is not None else int(self.np_random.integers(2**63))
+            self.state.grid_seed[:] = grid_seeds(seed, 0, 1)
+            self.state.episode[:] = 0
+            self._seeded = True
+        else:
+            self.state.episode[:] += np.uint64(1)
+        self._reset_kernel(options)
+        self._needs_reset = False
+        return self._obs[0].copy(), self._info()
+
+    def step(self, action):
+        if self._needs_reset:
+            raise gymnasium.error.ResetNeeded("call reset() before step() (the episode has ended)")
+        actions = self.action_space.n
+        if isinstance(action, (bool, np.bool_)) or not self.action_space.contains(action):
+            raise InvalidActionError(f"action {action!r} is not in Discrete({actions}): "
+                                     f"use an integer in [0, {actions})")
+        self._action[0] = int(action)
+        self._step_kernel()
+        terminated, truncated = bool(self._terminal[0]), bool(self._truncated[0])
+        info = self._info()
+        if terminated or truncated:
+            self._needs_reset = True
+            info.update(zip(self.episode_stats, self.state.last_stats[0].tolist()))
+        return self._obs[0].copy(), float(self._reward[0]), terminated, truncated, info
+
+    def _info(self) -> dict:
+        """Extra info of every reset and step (the episode statistics are added at its end)."""
+        return {}
+
+
+class GardenerGymEnv(OneGridGymEnv):
     """One gardener grid as a Gymnasium env (registered as `PufferCluster/Gardener-v0`).
 
     `reset(seed=s)` followed by plain `reset()`s replays exactly the episodes that grid 0 of
@@ -150,43 +202,14 @@ class GardenerGymEnv(gymnasium.Env):
         self.observation_space = observation_space()
         self.action_space = gymnasium.spaces.Discrete(NUM_ACTIONS)
         self.state = allocate_state(1, self.params)
-        self._obs = np.zeros((1, OBS_SIZE), dtype=np.float32)
-        self._reward = np.zeros(1, dtype=np.float32)
-        self._terminal = np.zeros(1, dtype=bool)
-        self._truncated = np.zeros(1, dtype=bool)
-        self._action = np.zeros(1, dtype=np.int32)
-        self._needs_reset = True
-        self._seeded = False
+        self._init_buffers(OBS_SIZE)
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        if seed is not None or not self._seeded:
-            # Unseeded first reset: draw the seed from Gymnasium's entropy-seeded generator.
-            seed = seed if seed is not None else int(self.np_random.integers(2**63))
-            self.state.grid_seed[:] = grid_seeds(seed, 0, 1)
-            self.state.episode[:] = 0
-            self._seeded = True
-        else:
-            self.state.episode[:] += np.uint64(1)
+    def _reset_kernel(self, options):
         fast.reset_grids_serial(self.state, self.params, self._obs)
-        self._needs_reset = False
-        return self._obs[0].copy(), {}
 
-    def step(self, action):
-        if self._needs_reset:
-            raise gymnasium.error.ResetNeeded("call reset() before step() (the episode has ended)")
-        if isinstance(action, (bool, np.bool_)) or not self.action_space.contains(action):
-            raise InvalidActionError(f"action {action!r} is not in Discrete({NUM_ACTIONS}): "
-                                     f"use an integer in [0, {NUM_ACTIONS})")
-        self._action[0] = int(action)
+    def _step_kernel(self):
         fast.step_serial(self.state, self.params, self._action, self._obs, self._reward,
                          self._terminal, self._truncated, False)
-        terminated, truncated = bool(self._terminal[0]), bool(self._truncated[0])
-        info = {}
-        if terminated or truncated:
-            self._needs_reset = True
-            info = dict(zip(EPISODE_STATS, self.state.last_stats[0].tolist()))
-        return self._obs[0].copy(), float(self._reward[0]), terminated, truncated, info
 
     def render(self):
         if self.render_mode == "rgb_array":

@@ -62,11 +62,11 @@ import numpy as np
 import pufferlib
 
 from kernels import replay as kernel
-from kernels.world import EPISODE_STATS, NUM_ACTIONS, OBS_SIZE, grid_seeds
+from kernels.world import NUM_ACTIONS, OBS_SIZE, grid_seeds
 from puffer_cluster import REPLAY_GYM_ID as GYM_ID  # registered by the package
 from puffer_cluster.config import ConfigError, env_defaults
 from puffer_cluster.env import (
-    InvalidActionError, as_action_array, observation_space, stats_info, world_params,
+    OneGridGymEnv, as_action_array, observation_space, stats_info, world_params,
 )
 from puffer_cluster.render import render_ansi, render_rgb
 from puffer_cluster.traces import (
@@ -1171,7 +1171,7 @@ class TraceReplayEnv(pufferlib.PufferEnv):
         pass
 
 
-class TraceReplayGymEnv(gymnasium.Env):
+class TraceReplayGymEnv(OneGridGymEnv):
     """One replayed cluster as a Gymnasium env (`PufferCluster/TraceReplay-v0`).
 
     `trace` as in `TraceReplayEnv` (several traces are played in turn, episode by episode).
@@ -1196,45 +1196,17 @@ class TraceReplayGymEnv(gymnasium.Env):
         self.observation_space = observation_space()
         self.action_space = gymnasium.spaces.Discrete(NUM_ACTIONS)
         self.state = kernel.allocate_replay_state(1, self.params)
-        self._obs = np.zeros((1, OBS_SIZE), dtype=np.float32)
-        self._reward = np.zeros(1, dtype=np.float32)
-        self._terminal = np.zeros(1, dtype=bool)
-        self._truncated = np.zeros(1, dtype=bool)
-        self._action = np.zeros(1, dtype=np.int32)
-        self._needs_reset = True
-        self._seeded = False
+        self._init_buffers(OBS_SIZE)
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        if seed is not None or not self._seeded:
-            seed = seed if seed is not None else int(self.np_random.integers(2**63))
-            self.state.grid_seed[:] = grid_seeds(seed, 0, 1)
-            self.state.episode[:] = 0
-            self._seeded = True
-        else:
-            self.state.episode[:] += np.uint64(1)
+    def _reset_kernel(self, options):
         self.state.trace[0] = int(self.state.episode[0]) % len(self.timelines)
         kernel.reset_grids_serial(self.state, self.params, self.replay_params,
                                   self.kernel_timelines, self._obs)
-        self._needs_reset = False
-        return self._obs[0].copy(), {}
 
-    def step(self, action):
-        if self._needs_reset:
-            raise gymnasium.error.ResetNeeded("call reset() before step() (the episode has ended)")
-        if isinstance(action, (bool, np.bool_)) or not self.action_space.contains(action):
-            raise InvalidActionError(f"action {action!r} is not in Discrete({NUM_ACTIONS}): "
-                                     f"use an integer in [0, {NUM_ACTIONS})")
-        self._action[0] = int(action)
+    def _step_kernel(self):
         kernel.step_serial(self.state, self.params, self.replay_params, self.kernel_timelines,
                            self._action, self._obs, self._reward, self._terminal,
                            self._truncated, False)
-        terminated, truncated = bool(self._terminal[0]), bool(self._truncated[0])
-        info = {}
-        if terminated or truncated:
-            self._needs_reset = True
-            info = dict(zip(EPISODE_STATS, self.state.last_stats[0].tolist()))
-        return self._obs[0].copy(), float(self._reward[0]), terminated, truncated, info
 
     def render(self):
         if self.render_mode is None:

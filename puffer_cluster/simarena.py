@@ -56,7 +56,7 @@ from kernels.simarena import (
 )
 from kernels.world import grid_seeds
 from puffer_cluster.config import ConfigError
-from puffer_cluster.env import InvalidActionError
+from puffer_cluster.env import InvalidActionError, OneGridGymEnv
 from puffer_cluster.policies import PolicyError
 from puffer_cluster.replay import (
     NONZERO_CPU_MILLICORES, NONZERO_MEMORY_BYTES, ReplayError, ReplaySettings, compile_timeline,
@@ -572,13 +572,14 @@ class SimArenaEnv(pufferlib.PufferEnv):
         pass
 
 
-class SimArenaGymEnv(gymnasium.Env):
+class SimArenaGymEnv(OneGridGymEnv):
     """One SimArena env as a Gymnasium env (`PufferCluster/SimArena-v0`).
 
     `reset(seed=s)` then plain `reset()`s play exactly the episodes env 0 of
     `SimArenaEnv(num_envs=1, seed=s)` plays with the same actions. `reset(options={"scenario":
     i})` plays scenario i. Infos: the pod counts each step, the episode statistics at its end."""
 
+    episode_stats = EPISODE_STATS
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
     def __init__(self, traces=None, render_mode: str | None = None, scenarios=None,
@@ -592,23 +593,9 @@ class SimArenaGymEnv(gymnasium.Env):
         self.observation_space = observation_space()
         self.action_space = gymnasium.spaces.Discrete(NUM_ACTIONS)
         self.state = kernel.allocate_state(1, self.settings.nodes)
-        self._obs = np.zeros((1, OBS_SIZE), dtype=np.float32)
-        self._reward = np.zeros(1, dtype=np.float32)
-        self._terminal = np.zeros(1, dtype=bool)
-        self._truncated = np.zeros(1, dtype=bool)
-        self._action = np.zeros(1, dtype=np.int32)
-        self._needs_reset = True
-        self._seeded = False
+        self._init_buffers(OBS_SIZE)
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        if seed is not None or not self._seeded:
-            seed = seed if seed is not None else int(self.np_random.integers(2**63))
-            self.state.grid_seed[:] = grid_seeds(seed, 0, 1)
-            self.state.episode[:] = 0
-            self._seeded = True
-        else:
-            self.state.episode[:] += np.uint64(1)
+    def _reset_kernel(self, options):
         scenario = (options or {}).get("scenario")
         if scenario is None:
             kernel.reset_envs_serial(self.params, self.state, self.kernel_scenarios, self._obs)
@@ -622,8 +609,6 @@ class SimArenaGymEnv(gymnasium.Env):
                 raise ValueError(f"scenario {scenario} is not within 0 .. {len(self.scenarios) - 1}")
             kernel.start_scenario_nb(self.params, self.state, self.kernel_scenarios, 0,
                                      int(scenario), self._obs)
-        self._needs_reset = False
-        return self._obs[0].copy(), self._info()
 
     def _info(self) -> dict:
         s = self.state
@@ -631,21 +616,9 @@ class SimArenaGymEnv(gymnasium.Env):
                 "pending": int(s.pending[0]), "total": int(s.replicas[0]),
                 "target": int(self.kernel_scenarios.target[s.scenario[0]])}
 
-    def step(self, action):
-        if self._needs_reset:
-            raise gymnasium.error.ResetNeeded("call reset() before step() (the episode has ended)")
-        if isinstance(action, (bool, np.bool_)) or not self.action_space.contains(action):
-            raise InvalidActionError(f"action {action!r} is not in Discrete({NUM_ACTIONS}): "
-                                     f"use an integer in [0, {NUM_ACTIONS})")
-        self._action[0] = int(action)
+    def _step_kernel(self):
         kernel.step_envs_serial(self.params, self.state, self.kernel_scenarios, self._action,
                                 self._obs, self._reward, self._terminal, self._truncated, False)
-        terminated, truncated = bool(self._terminal[0]), bool(self._truncated[0])
-        info = self._info()
-        if terminated or truncated:
-            self._needs_reset = True
-            info.update(zip(EPISODE_STATS, self.state.last_stats[0].tolist()))
-        return self._obs[0].copy(), float(self._reward[0]), terminated, truncated, info
 
     def render(self):
         if self.render_mode is None:

@@ -6,7 +6,6 @@ gradient clipping, minibatches and epochs, all from the `[train]` config section
 """
 from __future__ import annotations
 
-import os
 import random
 import shlex
 import signal
