@@ -52,6 +52,12 @@ def _reset_grid(state, params, g):
             state.prio[g, i] = (params.crit_threshold - 0.01) * up
         state.cap[g, i] = 1.0
         state.spike[g, i] = 0.0
+    start_agents_and_counters(state, params, g, seed)
+
+
+@njit(inline="always")
+def start_agents_and_counters(state, params, g, seed):
+    """A new episode's gardener positions, full budget, and zeroed episode counters."""
     for a in range(params.agents_per_grid):
         state.agent_y[g, a] = int(_uniform(seed, 0, a, STREAM_AGENT_Y) * params.height)
         state.agent_x[g, a] = int(_uniform(seed, 0, a, STREAM_AGENT_X) * params.width)

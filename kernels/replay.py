@@ -43,7 +43,9 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
-from kernels.fast import move_agent, scale_node, settle_grid  # also selects the threading layer
+from kernels.fast import (  # also selects the threading layer
+    move_agent, scale_node, settle_grid, start_agents_and_counters,
+)
 from kernels.reference import move_agents, scale_nodes, settle
 from kernels.rng import (
     STREAM_AGENT_X, STREAM_AGENT_Y, STREAM_EPISODE, STREAM_LEAK, STREAM_MEM_INIT, counter_hash,
@@ -363,18 +365,7 @@ def _reset_grid(state, params, rparams, timelines, g):
         else:
             state.overlay[g, i] = 0.0
         state.cap[g, i] = 1.0
-    for a in range(params.agents_per_grid):
-        state.agent_y[g, a] = int(_uniform_nb(seed, 0, a, STREAM_AGENT_Y) * params.height)
-        state.agent_x[g, a] = int(_uniform_nb(seed, 0, a, STREAM_AGENT_X) * params.width)
-    state.budget[g] = params.budget_init
-    state.step[g] = 0
-    state.ep_return[g] = 0.0
-    state.ep_oom[g] = 0
-    state.ep_crit[g] = 0
-    state.ep_overload[g] = 0
-    state.ep_invalid[g] = 0
-    state.ep_load_sum[g] = 0.0
-    state.ep_spent[g] = 0.0
+    start_agents_and_counters(state, params, g, seed)
     _read_timeline_grid(state, rparams, timelines, g)
     for i in range(params.height * params.width):
         state.over[g, i] = np.float64(state.cpu[g, i]) / np.float64(state.cap[g, i]) >= 1.0

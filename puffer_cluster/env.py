@@ -53,18 +53,63 @@ def as_action_array(actions, count: int) -> np.ndarray:
     return np.clip(actions, -1, NUM_ACTIONS).astype(np.int32)
 
 
-def stats_info(state) -> dict[str, float] | None:
-    """Mean episode statistics over the episodes finished since the last call, then reset."""
+def stats_info(state, names=EPISODE_STATS) -> dict[str, float] | None:
+    """Mean episode statistics (rows named `names`) over the episodes finished since the last
+    call, then reset."""
     finished = int(state.finished_count.sum())
     if finished == 0:
         return None
     means = state.finished_sum.sum(axis=0) / finished
     state.finished_sum[:] = 0
     state.finished_count[:] = 0
-    return {**dict(zip(EPISODE_STATS, means.tolist())), "n": finished}
+    return {**dict(zip(names, means.tolist())), "n": finished}
 
 
-class GardenerEnv(pufferlib.PufferEnv):
+class KernelVectorEnv(pufferlib.PufferEnv):
+    """Native PufferLib plumbing shared by the batched envs (gardener, trace replay, SimArena):
+    per-grid seeds from the env's seed, reset, and steps that return PufferLib-style aggregated
+    episode statistics every `log_interval` steps. A subclass sets `state`, `seed`,
+    `log_interval` and implements `_reset_all()` and `_step_all(actions)`."""
+
+    tick = 0
+    _has_reset = False
+    episode_stats = EPISODE_STATS  # names of the rows of `state.finished_sum`
+
+    def reset(self, seed: int | None = None):
+        if seed is not None:
+            self.seed = seed
+        self.state.grid_seed[:] = grid_seeds(self.seed, 0, self.state.grid_seed.shape[0])
+        self.state.episode[:] = 0
+        self.state.finished_sum[:] = 0
+        self.state.finished_count[:] = 0
+        self._reset_all()
+        self.rewards[:] = 0
+        self.terminals[:] = False
+        self.truncations[:] = False
+        self.tick = 0
+        self._has_reset = True
+        return self.observations, []
+
+    def step(self, actions):
+        if not self._has_reset:
+            raise gymnasium.error.ResetNeeded("call reset() before step()")
+        self._step_all(self._checked_actions(actions))
+        self.tick += 1
+        infos = []
+        if self.tick % self.log_interval == 0:
+            info = stats_info(self.state, self.episode_stats)
+            if info is not None:
+                infos.append(info)
+        return self.observations, self.rewards, self.terminals, self.truncations, infos
+
+    def _checked_actions(self, actions) -> np.ndarray:
+        return as_action_array(actions, self.num_agents)
+
+    def close(self):
+        pass
+
+
+class GardenerEnv(KernelVectorEnv):
     """`num_envs` gardener grids stepped together, auto-resetting; a native PufferLib 3.0 env.
 
     Agents are ordered grid by grid: agent `g * agents_per_grid + a`. Every `log_interval` steps
@@ -86,48 +131,21 @@ class GardenerEnv(pufferlib.PufferEnv):
         super().__init__(buf)
         self.state = allocate_state(self.num_grids, self.params)
         self.seed = seed
-        self.tick = 0
-        self._has_reset = False
         # One grid has no use for threads; avoid their start-up cost per step.
         self._reset_kernel = fast.reset_grids if self.num_grids > 1 else fast.reset_grids_serial
         self._step_kernel = fast.step if self.num_grids > 1 else fast.step_serial
 
-    def reset(self, seed: int | None = None):
-        if seed is not None:
-            self.seed = seed
-        self.state.grid_seed[:] = grid_seeds(self.seed, 0, self.num_grids)
-        self.state.episode[:] = 0
-        self.state.finished_sum[:] = 0
-        self.state.finished_count[:] = 0
+    def _reset_all(self):
         self._reset_kernel(self.state, self.params, self.observations)
-        self.rewards[:] = 0
-        self.terminals[:] = False
-        self.truncations[:] = False
-        self.tick = 0
-        self._has_reset = True
-        return self.observations, []
 
-    def step(self, actions):
-        if not self._has_reset:
-            raise gymnasium.error.ResetNeeded("call reset() before step()")
-        actions = as_action_array(actions, self.num_agents)
+    def _step_all(self, actions):
         self._step_kernel(self.state, self.params, actions, self.observations, self.rewards,
                           self.terminals, self.truncations, True)
-        self.tick += 1
-        infos = []
-        if self.tick % self.log_interval == 0:
-            info = stats_info(self.state)
-            if info is not None:
-                infos.append(info)
-        return self.observations, self.rewards, self.terminals, self.truncations, infos
 
     def render(self, grid: int = 0):
         if self.render_mode == "rgb_array":
             return render_rgb(self.state, self.params, grid)
         return render_ansi(self.state, self.params, grid)
-
-    def close(self):
-        pass
 
 
 class OneGridGymEnv(gymnasium.Env):

@@ -59,14 +59,13 @@ from typing import Any
 
 import gymnasium
 import numpy as np
-import pufferlib
 
 from kernels import replay as kernel
-from kernels.world import NUM_ACTIONS, OBS_SIZE, grid_seeds
+from kernels.world import NUM_ACTIONS, OBS_SIZE
 from puffer_cluster import REPLAY_GYM_ID as GYM_ID  # registered by the package
 from puffer_cluster.config import ConfigError, env_defaults
 from puffer_cluster.env import (
-    OneGridGymEnv, as_action_array, observation_space, stats_info, world_params,
+    KernelVectorEnv, OneGridGymEnv, as_action_array, observation_space, world_params,
 )
 from puffer_cluster.render import render_ansi, render_rgb
 from puffer_cluster.traces import (
@@ -1098,7 +1097,7 @@ def _replay_setup(self, traces, replay, env_config):
     self.kernel_timelines = stack_timelines(self.timelines)
 
 
-class TraceReplayEnv(pufferlib.PufferEnv):
+class TraceReplayEnv(KernelVectorEnv):
     """`num_envs` replayed clusters stepped together, auto-resetting; a native PufferLib 3.0 env.
 
     `traces`: a trace file, a directory of them (files that are not replayable traces are
@@ -1126,49 +1125,25 @@ class TraceReplayEnv(pufferlib.PufferEnv):
         self.state = kernel.allocate_replay_state(self.num_grids, self.params)
         self.state.trace[:] = np.arange(self.num_grids) % len(self.timelines)
         self.seed = seed
-        self.tick = 0
-        self._has_reset = False
         self._reset_kernel = kernel.reset_grids if self.num_grids > 1 else kernel.reset_grids_serial
         self._step_kernel = kernel.step if self.num_grids > 1 else kernel.step_serial
 
-    def reset(self, seed: int | None = None):
-        if seed is not None:
-            self.seed = seed
-        self.state.grid_seed[:] = grid_seeds(self.seed, 0, self.num_grids)
-        self.state.episode[:] = 0
-        self.state.finished_sum[:] = 0
-        self.state.finished_count[:] = 0
+    def _reset_all(self):
         self._reset_kernel(self.state, self.params, self.replay_params, self.kernel_timelines,
                            self.observations)
-        self.rewards[:] = 0
-        self.terminals[:] = False
-        self.truncations[:] = False
-        self.tick = 0
-        self._has_reset = True
-        return self.observations, []
 
-    def step(self, actions):
-        if not self._has_reset:
-            raise gymnasium.error.ResetNeeded("call reset() before step()")
+    def _checked_actions(self, actions):
         actions = as_action_array(actions, self.num_agents)
-        if not actions.flags.writeable:
-            actions = actions.copy()  # one compiled signature (Numba types read-only arrays apart)
+        # One compiled signature: Numba types read-only arrays apart.
+        return actions if actions.flags.writeable else actions.copy()
+
+    def _step_all(self, actions):
         self._step_kernel(self.state, self.params, self.replay_params, self.kernel_timelines,
                           actions, self.observations, self.rewards, self.terminals,
                           self.truncations, True)
-        self.tick += 1
-        infos = []
-        if self.tick % self.log_interval == 0:
-            info = stats_info(self.state)
-            if info is not None:
-                infos.append(info)
-        return self.observations, self.rewards, self.terminals, self.truncations, infos
 
     def render(self, grid: int = 0):
         return _render(self, grid, self.render_mode)
-
-    def close(self):
-        pass
 
 
 class TraceReplayGymEnv(OneGridGymEnv):

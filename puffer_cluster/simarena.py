@@ -46,7 +46,6 @@ from typing import Any
 
 import gymnasium
 import numpy as np
-import pufferlib
 
 from kernels import simarena as kernel
 from kernels.rng import counter_hash
@@ -54,9 +53,8 @@ from kernels.simarena import (
     ACTION_NAMES, EPISODE_STATS, NUM_ACTIONS, OBS_HIGH, OBS_SIZE, REWARDS, SAMPLINGS,
     STAT_LENGTH, STAT_RETURN, STAT_SOLVED,
 )
-from kernels.world import grid_seeds
 from puffer_cluster.config import ConfigError
-from puffer_cluster.env import InvalidActionError, OneGridGymEnv
+from puffer_cluster.env import InvalidActionError, KernelVectorEnv, OneGridGymEnv
 from puffer_cluster.policies import PolicyError
 from puffer_cluster.replay import (
     NONZERO_CPU_MILLICORES, NONZERO_MEMORY_BYTES, ReplayError, ReplaySettings, compile_timeline,
@@ -76,7 +74,7 @@ __all__ = [
     "SimArenaSettings", "compile_scenario", "evaluate_simarena", "format_simarena_table",
     "heuristic_actions", "kernel_params", "load_scenarios", "make_simarena_vecenv",
     "observe_steps", "play_simarena_episodes", "random_actions", "simarena_policy",
-    "simarena_settings", "stack_scenarios", "stats_info",
+    "simarena_settings", "stack_scenarios",
 ]
 
 
@@ -470,17 +468,6 @@ def as_action_array(actions, count: int) -> np.ndarray:
     return np.ascontiguousarray(np.clip(actions, -1, NUM_ACTIONS).astype(np.int32))
 
 
-def stats_info(state) -> dict[str, float] | None:
-    """Mean episode statistics over the episodes finished since the last call, then reset."""
-    finished = int(state.finished_count.sum())
-    if finished == 0:
-        return None
-    means = state.finished_sum.sum(axis=0) / finished
-    state.finished_sum[:] = 0
-    state.finished_count[:] = 0
-    return {**dict(zip(EPISODE_STATS, means.tolist())), "n": finished}
-
-
 def _setup(self, traces, scenarios, simarena, replay):
     self.settings = simarena_settings(simarena)
     self.replay_settings = replay_settings(replay)
@@ -503,7 +490,7 @@ def _render_text(env, e: int) -> str:
             f"of {env.params.nodes}")
 
 
-class SimArenaEnv(pufferlib.PufferEnv):
+class SimArenaEnv(KernelVectorEnv):
     """`num_envs` SimArena envs stepped together, auto-resetting; a native PufferLib 3.0 env.
 
     `traces` (see `load_scenarios`) or precompiled `scenarios`; `simarena` and `replay` are
@@ -512,6 +499,8 @@ class SimArenaEnv(pufferlib.PufferEnv):
     PARALLEL_MIN_ENVS envs on); both give the same bits. Env e's seed is grid e of `grid_seeds(seed)`; with `sampling =
     cycle` env e plays scenarios e, e + num_envs, ... Every `log_interval` steps `step` returns
     `[info]`, the mean statistics of the episodes finished meanwhile."""
+
+    episode_stats = EPISODE_STATS
 
     def __init__(self, num_envs: int | None = None, log_interval: int | None = 128,
                  render_mode: str | None = "ansi", buf=None, seed: int = 0, traces=None,
@@ -529,47 +518,23 @@ class SimArenaEnv(pufferlib.PufferEnv):
         super().__init__(buf)
         self.state = kernel.allocate_state(self.num_agents, self.settings.nodes)
         self.seed = seed
-        self.tick = 0
-        self._has_reset = False
         # Threads pay off for large batches only (an env step is a fraction of a microsecond).
         self.parallel = self.num_agents >= PARALLEL_MIN_ENVS if parallel is None else bool(parallel)
         self._reset_kernel = kernel.reset_envs if self.parallel else kernel.reset_envs_serial
         self._step_kernel = kernel.step_envs if self.parallel else kernel.step_envs_serial
 
-    def reset(self, seed: int | None = None):
-        if seed is not None:
-            self.seed = seed
-        self.state.grid_seed[:] = grid_seeds(self.seed, 0, self.num_agents)
-        self.state.episode[:] = 0
-        self.state.finished_sum[:] = 0
-        self.state.finished_count[:] = 0
+    def _reset_all(self):
         self._reset_kernel(self.params, self.state, self.kernel_scenarios, self.observations)
-        self.rewards[:] = 0
-        self.terminals[:] = False
-        self.truncations[:] = False
-        self.tick = 0
-        self._has_reset = True
-        return self.observations, []
 
-    def step(self, actions):
-        if not self._has_reset:
-            raise gymnasium.error.ResetNeeded("call reset() before step()")
-        actions = as_action_array(actions, self.num_agents)
+    def _checked_actions(self, actions):
+        return as_action_array(actions, self.num_agents)
+
+    def _step_all(self, actions):
         self._step_kernel(self.params, self.state, self.kernel_scenarios, actions,
                           self.observations, self.rewards, self.terminals, self.truncations, True)
-        self.tick += 1
-        infos = []
-        if self.tick % self.log_interval == 0:
-            info = stats_info(self.state)
-            if info is not None:
-                infos.append(info)
-        return self.observations, self.rewards, self.terminals, self.truncations, infos
 
     def render(self, env: int = 0):
         return _render_text(self, env)
-
-    def close(self):
-        pass
 
 
 class SimArenaGymEnv(OneGridGymEnv):
