@@ -13,16 +13,23 @@ def play_episodes(make_policy, episodes: int, seed: int, env_config: dict) -> np
     """Statistics (episodes, NUM_STATS) of the first episode of grids 0 .. episodes-1 of a
     `GardenerEnv` seeded `seed`: the same starting worlds and world randomness for every policy."""
     env = GardenerEnv(num_envs=episodes, seed=seed, log_interval=2**62, **env_config)
+    return play_first_episodes(env, make_policy)
+
+
+def play_first_episodes(env, make_policy) -> np.ndarray:
+    """Statistics (grids, NUM_STATS) of the first episode of every grid of a batched env
+    (gardener or trace replay), played by the policy `make_policy(num_agents, env.params)`."""
     policy = make_policy(env.num_agents, env.params)
     observations, _ = env.reset()
     agents = env.params.agents_per_grid
-    stats = np.zeros((episodes, len(EPISODE_STATS)))
-    recorded = np.zeros(episodes, dtype=bool)
+    grids = env.num_agents // agents
+    stats = np.zeros((grids, len(EPISODE_STATS)))
+    recorded = np.zeros(grids, dtype=bool)
     episode_start = np.ones(env.num_agents, dtype=bool)
     while not recorded.all():
         actions = policy(observations, episode_start)
         _, _, terminals, truncations, _ = env.step(actions)
-        done = (terminals | truncations).reshape(episodes, agents)[:, 0]
+        done = (terminals | truncations).reshape(grids, agents)[:, 0]
         new = done & ~recorded
         stats[new] = env.state.last_stats[new]
         recorded |= new

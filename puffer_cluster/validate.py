@@ -18,9 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kernels.world import EPISODE_STATS
 from puffer_cluster.config import ConfigError, load_config, world_config
-from puffer_cluster.evaluate import format_table, summarize
+from puffer_cluster.evaluate import format_table, play_first_episodes, summarize
 from puffer_cluster.policies import policy_factory
 from puffer_cluster.replay import (
     ReplayError, ReplaySettings, Timeline, TraceReplayEnv, compile_timeline, find_trace_files,
@@ -37,21 +36,7 @@ def play_replay_episodes(make_policy, episodes: int, seed: int, timeline: Timeli
     `TraceReplayEnv` on `timeline` seeded `seed`: the same (trace, seed) pairs for every policy."""
     env = TraceReplayEnv(timeline, num_envs=episodes, seed=seed, log_interval=2**62,
                          replay=settings, **env_config)
-    policy = make_policy(env.num_agents, env.params)
-    observations, _ = env.reset()
-    agents = env.params.agents_per_grid
-    stats = np.zeros((episodes, len(EPISODE_STATS)))
-    recorded = np.zeros(episodes, dtype=bool)
-    episode_start = np.ones(env.num_agents, dtype=bool)
-    while not recorded.all():
-        actions = policy(observations, episode_start)
-        _, _, terminals, truncations, _ = env.step(actions)
-        done = (terminals | truncations).reshape(episodes, agents)[:, 0]
-        new = done & ~recorded
-        stats[new] = env.state.last_stats[new]
-        recorded |= new
-        episode_start = np.repeat(done, agents)
-    return stats
+    return play_first_episodes(env, make_policy)
 
 
 def _rows(policy_specs: list[str], stats: list[np.ndarray]) -> list[dict]:
