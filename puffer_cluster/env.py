@@ -10,6 +10,7 @@ import numpy as np
 import pufferlib
 
 from kernels import fast
+from kernels.critic import NUM_CRITIC_FEATURES, write_critic_features
 from kernels.world import (
     EPISODE_STATS, NUM_ACTIONS, OBS_SIZE, allocate_state, grid_seeds, make_params,
 )
@@ -33,8 +34,9 @@ def world_params(overrides: dict) -> object:
         raise ConfigError(str(error)) from None
 
 
-def observation_space() -> gymnasium.spaces.Box:
-    return gymnasium.spaces.Box(low=-1.0, high=1.0, shape=(OBS_SIZE,), dtype=np.float32)
+def observation_space(critic_features: int = 0) -> gymnasium.spaces.Box:
+    return gymnasium.spaces.Box(low=-1.0, high=1.0, shape=(OBS_SIZE + critic_features,),
+                                dtype=np.float32)
 
 
 def as_action_array(actions, count: int) -> np.ndarray:
@@ -114,10 +116,13 @@ class GardenerEnv(KernelVectorEnv):
 
     Agents are ordered grid by grid: agent `g * agents_per_grid + a`. Every `log_interval` steps
     `step` returns `[info]`, the mean statistics of the episodes finished meanwhile.
+    `critic_features=True` appends `kernels.critic`'s grid-wide features to every observation,
+    for a privileged critic in training (the actor still reads the first OBS_SIZE values).
     """
 
     def __init__(self, num_envs: int | None = None, log_interval: int | None = None,
-                 render_mode: str | None = "ansi", buf=None, seed: int = 0, **env_config):
+                 render_mode: str | None = "ansi", buf=None, seed: int = 0,
+                 critic_features: bool = False, **env_config):
         defaults = env_defaults()
         self.num_grids = int(num_envs if num_envs is not None else defaults["num_envs"])
         if self.num_grids < 1:
@@ -125,7 +130,8 @@ class GardenerEnv(KernelVectorEnv):
         self.log_interval = int(log_interval if log_interval is not None else defaults["log_interval"])
         self.params = world_params(env_config)
         self.render_mode = render_mode
-        self.single_observation_space = observation_space()
+        self.critic_features = NUM_CRITIC_FEATURES if critic_features else 0
+        self.single_observation_space = observation_space(self.critic_features)
         self.single_action_space = gymnasium.spaces.Discrete(NUM_ACTIONS)
         self.num_agents = self.num_grids * self.params.agents_per_grid
         super().__init__(buf)
@@ -137,10 +143,14 @@ class GardenerEnv(KernelVectorEnv):
 
     def _reset_all(self):
         self._reset_kernel(self.state, self.params, self.observations)
+        if self.critic_features:
+            write_critic_features(self.state, self.params, self.observations)
 
     def _step_all(self, actions):
         self._step_kernel(self.state, self.params, actions, self.observations, self.rewards,
                           self.terminals, self.truncations, True)
+        if self.critic_features:
+            write_critic_features(self.state, self.params, self.observations)
 
     def render(self, grid: int = 0):
         if self.render_mode == "rgb_array":

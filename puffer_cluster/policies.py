@@ -68,7 +68,7 @@ class ModelPolicy:
     def __call__(self, observations: np.ndarray, episode_start: np.ndarray) -> np.ndarray:
         torch = self.torch
         with torch.no_grad():
-            logits, _, self.state = self.model.step(
+            logits, self.state = self.model.act(
                 torch.as_tensor(observations, device=self.device), self.state,
                 torch.as_tensor(episode_start, device=self.device))
             if self.greedy:
@@ -85,7 +85,8 @@ def CheckpointPolicy(path: str, num_agents: int, config: dict, seed: int = 0) ->
     from trainers.checkpoint import load_checkpoint
     from trainers.models import make_policy
     checkpoint = load_checkpoint(path)
-    model = make_policy(checkpoint["config"]["policy"], OBS_SIZE, NUM_ACTIONS)
+    model = make_policy(checkpoint["config"]["policy"], OBS_SIZE, NUM_ACTIONS,
+                        checkpoint.get("critic_extra", 0))
     model.load_state_dict(checkpoint["model"])
     model.eval()
     return ModelPolicy(model, num_agents, bool(config["eval"]["greedy"]), seed, name=str(path))

@@ -3,6 +3,10 @@
 Both expose the same three calls so the trainer and evaluator never branch on the kind:
 `initial_state(batch)`, `step(obs, state, episode_start)` for acting one step at a time, and
 `unroll(obs[T, B], state, episode_start[T, B])` for the PPO update.
+
+A privileged critic (`critic_extra > 0`) reads `critic_extra` more values after the actor's
+`obs_size` (the env's training-only features); the actor never sees them, so a policy plays from
+the plain observation alone.
 """
 from __future__ import annotations
 
@@ -24,14 +28,15 @@ class MLPPolicy(nn.Module):
 
     is_recurrent = False
 
-    def __init__(self, obs_size: int, num_actions: int, hidden_size: int):
+    def __init__(self, obs_size: int, num_actions: int, hidden_size: int, critic_extra: int = 0):
         super().__init__()
+        self.obs_size, self.critic_extra = obs_size, critic_extra
         self.actor = nn.Sequential(
             layer_init(nn.Linear(obs_size, hidden_size)), nn.Tanh(),
             layer_init(nn.Linear(hidden_size, hidden_size)), nn.Tanh(),
             layer_init(nn.Linear(hidden_size, num_actions), std=0.01))
         self.critic = nn.Sequential(
-            layer_init(nn.Linear(obs_size, hidden_size)), nn.Tanh(),
+            layer_init(nn.Linear(obs_size + critic_extra, hidden_size)), nn.Tanh(),
             layer_init(nn.Linear(hidden_size, hidden_size)), nn.Tanh(),
             layer_init(nn.Linear(hidden_size, 1), std=1.0))
 
@@ -39,7 +44,11 @@ class MLPPolicy(nn.Module):
         return ()
 
     def step(self, obs, state, episode_start):
-        return self.actor(obs), self.critic(obs).squeeze(-1), state
+        return self.act(obs, state, episode_start)[0], self.critic(obs).squeeze(-1), state
+
+    def act(self, obs, state, episode_start):
+        """Logits from the plain observation (extra critic columns, if given, are ignored)."""
+        return self.actor(obs[..., :self.obs_size]), state
 
     def unroll(self, obs, state, episode_start):
         logits, values, _ = self.step(obs, state, episode_start)
@@ -51,8 +60,9 @@ class LSTMPolicy(nn.Module):
 
     is_recurrent = True
 
-    def __init__(self, obs_size: int, num_actions: int, hidden_size: int):
+    def __init__(self, obs_size: int, num_actions: int, hidden_size: int, critic_extra: int = 0):
         super().__init__()
+        self.obs_size, self.critic_extra = obs_size, critic_extra
         self.encoder = nn.Sequential(layer_init(nn.Linear(obs_size, hidden_size)), nn.Tanh())
         self.cell = nn.LSTMCell(hidden_size, hidden_size)
         for name, param in self.cell.named_parameters():
@@ -61,7 +71,7 @@ class LSTMPolicy(nn.Module):
             else:
                 nn.init.orthogonal_(param, 1.0)
         self.actor = layer_init(nn.Linear(hidden_size, num_actions), std=0.01)
-        self.critic = layer_init(nn.Linear(hidden_size, 1), std=1.0)
+        self.critic = layer_init(nn.Linear(hidden_size + critic_extra, 1), std=1.0)
         self.hidden_size = hidden_size
 
     def initial_state(self, batch: int, device=None):
@@ -69,9 +79,14 @@ class LSTMPolicy(nn.Module):
         return (zeros, zeros.clone())
 
     def step(self, obs, state, episode_start):
+        logits, (h, c) = self.act(obs, state, episode_start)
+        critic_input = torch.cat([h, obs[..., self.obs_size:]], dim=-1)
+        return logits, self.critic(critic_input).squeeze(-1), (h, c)
+
+    def act(self, obs, state, episode_start):
         keep = (~episode_start).float().unsqueeze(-1)
-        h, c = self.cell(self.encoder(obs), (state[0] * keep, state[1] * keep))
-        return self.actor(h), self.critic(h).squeeze(-1), (h, c)
+        h, c = self.cell(self.encoder(obs[..., :self.obs_size]), (state[0] * keep, state[1] * keep))
+        return self.actor(h), (h, c)
 
     def unroll(self, obs, state, episode_start):
         logits, values = [], []
@@ -85,8 +100,9 @@ class LSTMPolicy(nn.Module):
 POLICIES = {"mlp": MLPPolicy, "lstm": LSTMPolicy}
 
 
-def make_policy(policy_config: dict, obs_size: int, num_actions: int) -> nn.Module:
+def make_policy(policy_config: dict, obs_size: int, num_actions: int,
+                critic_extra: int = 0) -> nn.Module:
     name = policy_config["name"]
     if name not in POLICIES:
         raise ValueError(f"unknown policy.name {name!r}; valid: {', '.join(POLICIES)}")
-    return POLICIES[name](obs_size, num_actions, int(policy_config["hidden_size"]))
+    return POLICIES[name](obs_size, num_actions, int(policy_config["hidden_size"]), critic_extra)

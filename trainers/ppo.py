@@ -87,7 +87,10 @@ def make_vecenv(config: dict):
         from puffer_cluster.simarena import make_simarena_vecenv
         return make_simarena_vecenv(config)
     vec = config["vec"]
+    if config["policy"]["critic"] not in ("plain", "privileged"):
+        raise ConfigError(f"policy.critic must be plain or privileged, got {config['policy']['critic']!r}")
     env_kwargs = dict(num_envs=config["env"]["num_envs"], log_interval=config["env"]["log_interval"],
+                      critic_features=config["policy"]["critic"] == "privileged",
                       **world_config(config))
     backend = vec["backend"]
     if backend == "PufferEnv":
@@ -131,6 +134,7 @@ def policy_payload(agent: nn.Module, config: dict, global_step: int, iteration: 
     """What evaluation needs: small enough to ship (no optimizer, no env state)."""
     return {"format": "puffer-cluster", "kind": "policy", "config": config,
             "model": {k: v.detach().cpu() for k, v in agent.state_dict().items()},
+            "critic_extra": agent.critic_extra,
             "global_step": global_step, "iteration": iteration}
 
 
@@ -212,8 +216,10 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
     minibatch_size = batch_size // args["num_minibatches"]
     num_iterations = max(1, args["total_timesteps"] // batch_size)
 
-    obs_size = vecenv.single_observation_space.shape[0]  # OBS_SIZE, or another env's (SimArena)
-    agent = make_policy(config["policy"], obs_size, vecenv.single_action_space.n).to(device)
+    obs_size = vecenv.single_observation_space.shape[0]  # OBS_SIZE (+ critic features), or SimArena's
+    critic_extra = getattr(getattr(vecenv, "driver_env", vecenv), "critic_features", 0)
+    agent = make_policy(config["policy"], obs_size - critic_extra, vecenv.single_action_space.n,
+                        critic_extra).to(device)
     # Kickstarting: a teacher's actions add a distillation loss that fades out over training.
     if args["teacher"] not in ("none", "heuristic"):
         raise ConfigError(f"train.teacher must be none or heuristic, got {args['teacher']!r}")

@@ -1,0 +1,60 @@
+"""Grid-wide features for a privileged critic: what the value network may see in training and the
+gardener never does (the episode clock, the whole grid's pressure, the OOM counts towards collapse).
+
+They are appended after the 30 observation values when `GardenerEnv(critic_features=True)`; the
+actor reads only the first 30. Every feature lies in [0, 1].
+"""
+import numpy as np
+from numba import njit, prange
+
+from kernels.world import OBS_SIZE
+
+CRITIC_FEATURES = (
+    "clock",          # step / max_steps
+    "mean_cpu",       # mean over nodes of min(1, cpu / cap)
+    "mean_mem",       # mean over nodes of min(1, mem / cap)
+    "max_mem",        # the most pressured node
+    "hot_fraction",   # nodes with memory pressure >= HOT_MEM
+    "crit_mem",       # mean memory pressure of the critical nodes (0 without any)
+    "oom_progress",   # OOMs so far / oom_limit
+    "crit_progress",  # critical OOMs so far / crit_limit
+)
+NUM_CRITIC_FEATURES = len(CRITIC_FEATURES)
+HOT_MEM = 0.6
+
+
+@njit(nogil=True, cache=True)
+def _grid_features(state, params, g, out):
+    nodes = params.height * params.width
+    cpu_sum = mem_sum = max_mem = crit_sum = 0.0
+    hot = crit = 0
+    for i in range(nodes):
+        cap = np.float64(state.cap[g, i])
+        cpu = min(1.0, (np.float64(state.cpu_base[g, i]) + np.float64(state.spike[g, i])) / cap)
+        mem = min(1.0, np.float64(state.mem[g, i]) / cap)
+        cpu_sum += cpu
+        mem_sum += mem
+        max_mem = max(max_mem, mem)
+        hot += mem >= HOT_MEM
+        if state.prio[g, i] >= params.crit_threshold:
+            crit += 1
+            crit_sum += mem
+    out[0] = min(1.0, state.step[g] / params.max_steps)
+    out[1] = cpu_sum / nodes
+    out[2] = mem_sum / nodes
+    out[3] = max_mem
+    out[4] = hot / nodes
+    out[5] = crit_sum / crit if crit > 0 else 0.0
+    out[6] = min(1.0, state.ep_oom[g] / params.oom_limit)
+    out[7] = min(1.0, state.ep_crit[g] / params.crit_limit)
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def write_critic_features(state, params, observations):
+    """Fill columns OBS_SIZE.. of every agent's row with its grid's features."""
+    agents = params.agents_per_grid
+    for g in prange(state.step.shape[0]):
+        row = g * agents
+        _grid_features(state, params, g, observations[row, OBS_SIZE:])
+        for a in range(1, agents):
+            observations[row + a, OBS_SIZE:] = observations[row, OBS_SIZE:]
