@@ -60,7 +60,7 @@ def add_traces_parser(
     convert.add_argument("target", type=Path, metavar="OUT", help="where to write (never IN itself)")
     convert.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     convert.set_defaults(func=run_convert)
-    add_edit_parsers(commands)  # `traces mutate` and `traces generate` (sim-arena, issue 6), below
+    add_edit_parsers(commands)  # `traces mutate` and `traces generate` (sim-arena's), below
     return traces
 
 
@@ -139,7 +139,28 @@ def summarize_trace(trace: Trace, source_format: str) -> dict[str, Any]:
             for gvk in trace.tracked_kinds()
         },
         "indexed_objects": sum(len(objects) for objects in trace.index.values()),
+        "deployments": _deployments(trace),
     }
+
+
+def _deployments(trace: Trace) -> list[dict[str, Any]]:
+    """The applied Deployments (the names `traces mutate --deploy` takes), each with its replica
+    count and first container's requests as the last applied object has them."""
+    from puffer_cluster.traces.ops import deployment_resources, format_cpu, format_memory
+    keys = dict.fromkeys(((obj.get("metadata") or {}).get("namespace"), (obj.get("metadata") or {}).get("name"))
+                         for event in trace.events for obj in event.applied_objs
+                         if obj.get("kind") == "Deployment")
+    deployments = []
+    for namespace, name in keys:
+        entry: dict[str, Any] = {"namespace": namespace, "name": name}
+        try:
+            found = deployment_resources(trace, name, namespace)
+            entry.update(replicas=found.replicas, cpu=format_cpu(found.cpu_millicores),
+                         memory=format_memory(found.memory_bytes))
+        except TraceError as exc:  # no container, an unreadable quantity...
+            entry["problem"] = str(exc)
+        deployments.append(entry)
+    return deployments
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -166,6 +187,16 @@ def format_summary(summary: dict[str, Any]) -> str:
         lifecycle = ", lifecycle tracked" if tracked["trackLifecycle"] else ""
         lines.append(f"  {gvk:<30} pod spec at {paths}{lifecycle}")
     lines.append(f"indexed objects:  {summary['indexed_objects']}")
+    deployments = summary["deployments"]
+    lines.append(f"deployments:      {len(deployments)}"
+                 + (" (traces mutate --deploy NAME [--namespace NAMESPACE])" if deployments else ""))
+    for deployment in deployments:
+        label = "/".join(part for part in (deployment["namespace"], deployment["name"]) if part)
+        if "problem" in deployment:
+            lines.append(f"  {label:<30} {deployment['problem']}")
+        else:
+            lines.append(f"  {label:<30} replicas {deployment['replicas']}, requests cpu "
+                         f"{deployment['cpu']}, memory {deployment['memory']}")
     return "\n".join(lines)
 
 
@@ -213,7 +244,7 @@ def _report(failure: _CommandFailed) -> int:
     return failure.exit_code
 
 
-# ---------------------------------------------------------------- mutate and generate (issue 6)
+# ---------------------------------------------------------------- mutate and generate
 # sim-arena's trace edits (`puffer_cluster.traces.ops`) and demo traces
 # (`puffer_cluster.traces.generate`).
 
@@ -257,11 +288,13 @@ def add_edit_parsers(commands: "argparse._SubParsersAction[argparse.ArgumentPars
         "plus a scenarios.jsonl listing. The same --seed gives the same bytes.",
     )
     generate.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
-    generate.add_argument("--count", type=int, default=100)
-    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--count", type=int, default=100, help="traces to write")
+    generate.add_argument("--seed", type=int, default=0,
+                          help="seed of the scenarios' sizes (same seed, same bytes)")
     generate.add_argument("--scenarios", default=",".join(SCENARIOS),
-                          help=f"comma-separated subset of {','.join(SCENARIOS)}")
-    generate.add_argument("--format", choices=("msgpack", "json"), default="msgpack")
+                          help=f"comma-separated subset of {','.join(SCENARIOS)} (default: all)")
+    generate.add_argument("--format", choices=("msgpack", "json"), default="msgpack",
+                          help="file format of the traces")
     generate.add_argument("--node-cpu", default="16", help="node CPU the sizes refer to (default 16)")
     generate.add_argument("--node-memory", default="32Gi", help="node memory (default 32Gi)")
     generate.add_argument("--force", action="store_true", help="overwrite existing files")
