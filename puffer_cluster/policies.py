@@ -124,4 +124,5 @@ def policy_factory(spec: str, config: dict, seed: int = 0):
     if path is not None:
         return lambda num_agents, params: CheckpointPolicy(str(path), num_agents, config, seed)
     raise PolicyError(f"unknown policy {spec!r}: use one of {', '.join(BUILTIN_POLICIES)}, a "
-                      f"shipped checkpoint ({', '.join(shipped_checkpoints())}) or a checkpoint path")
+                      f"shipped checkpoint ({', '.join(shipped_checkpoints())}) or a checkpoint "
+                      "path")

@@ -9,7 +9,7 @@ from kernels.world import ACTION_NAMES
 
 MEM_LEVELS = "0123456789"
 PANEL_TITLES = ("cpu load", "memory pressure", "priority")
-PANEL_SIDE = 200     # pixels of a panel's longer side, about: frames of three panels are >= 600 wide
+PANEL_SIDE = 200     # about a panel's longer side in pixels: three panels make >= 600
 PANEL_GAP = 12       # pixels between panels
 HEADER = 46          # two lines of status above the panels
 TITLE = 20           # a panel's title

@@ -28,7 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = ["--env.height", "6", "--env.width", "6", "--env.max-steps", "12"]
 
 
-def run_cli(args: list[str], cwd: Path, code: str | None = None, **env) -> subprocess.CompletedProcess:
+def run_cli(args: list[str], cwd: Path, code: str | None = None,
+            **env) -> subprocess.CompletedProcess:
     """`puffer-cluster ARGS` (or `python -c CODE`) in a fresh interpreter run from `cwd`."""
     command = ["-c", code] if code is not None else ["-m", "puffer_cluster.cli", *args]
     return subprocess.run([sys.executable, *command], cwd=cwd, capture_output=True, text=True,
@@ -253,7 +254,8 @@ def test_kernels_are_cold_only_without_a_cache(tmp_path):
     assert not is_cold(len)  # no Numba cache: nothing to say
     code = "from kernels import fast; from kernels.jit_cache import is_cold; " \
            "print(is_cold(fast.step), is_cold(fast.reset_grids_serial))"
-    assert run_cli([], tmp_path, code, NUMBA_CACHE_DIR=str(tmp_path)).stdout.split() == ["True", "True"]
+    result = run_cli([], tmp_path, code, NUMBA_CACHE_DIR=str(tmp_path))
+    assert result.stdout.split() == ["True", "True"]
 
 
 def test_the_notice_is_said_once_on_a_cold_cache_never_on_a_warm_one(tmp_path):

@@ -1,4 +1,5 @@
-"""The `traces` command: `traces inspect FILE [--json]` and `traces convert IN OUT [--force]`.
+"""The `traces` command: `traces inspect FILE [--json]`, `traces convert IN OUT [--force]`, and
+sim-arena's `traces mutate` and `traces generate`.
 
 The main CLI calls `add_traces_parser(subparsers)` and then `args.func(args)`; each handler
 returns the exit code: 0 on success, 1 when a file cannot be read or written, 2 for an
@@ -34,8 +35,9 @@ def add_traces_parser(
 ) -> argparse.ArgumentParser:
     traces = subparsers.add_parser(
         "traces",
-        help="inspect and convert SimKube trace files",
-        description="Inspect and convert SimKube trace files (format version 2, msgpack or JSON).",
+        help="inspect, convert, edit and generate SimKube trace files",
+        description="Inspect, convert, edit and generate SimKube trace files (format version 2, "
+        "msgpack or JSON).",
     )
     commands = traces.add_subparsers(dest="traces_command", metavar="COMMAND", required=True)
 
@@ -43,7 +45,8 @@ def add_traces_parser(
         "inspect",
         help="summarise a trace",
         description="Summarise a trace: time span, events, objects by kind, namespaces, pod "
-        "lifecycles and tracked objects. The format is told from the content.",
+        "lifecycles, tracked objects and Deployments (with replicas and requests). The format is "
+        "told from the content.",
     )
     inspect.add_argument("file", type=Path, metavar="FILE", help="a .sktrace/.msgpack or .json trace")
     inspect.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -147,9 +150,9 @@ def _deployments(trace: Trace) -> list[dict[str, Any]]:
     """The applied Deployments (the names `traces mutate --deploy` takes), each with its replica
     count and first container's requests as the last applied object has them."""
     from puffer_cluster.traces.ops import deployment_resources, format_cpu, format_memory
-    keys = dict.fromkeys(((obj.get("metadata") or {}).get("namespace"), (obj.get("metadata") or {}).get("name"))
-                         for event in trace.events for obj in event.applied_objs
-                         if obj.get("kind") == "Deployment")
+    metadata = [obj.get("metadata") or {} for event in trace.events for obj in event.applied_objs
+                if obj.get("kind") == "Deployment"]
+    keys = dict.fromkeys((meta.get("namespace"), meta.get("name")) for meta in metadata)
     deployments = []
     for namespace, name in keys:
         entry: dict[str, Any] = {"namespace": namespace, "name": name}
@@ -188,8 +191,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"  {gvk:<30} pod spec at {paths}{lifecycle}")
     lines.append(f"indexed objects:  {summary['indexed_objects']}")
     deployments = summary["deployments"]
-    lines.append(f"deployments:      {len(deployments)}"
-                 + (" (traces mutate --deploy NAME [--namespace NAMESPACE])" if deployments else ""))
+    hint = " (traces mutate --deploy NAME [--namespace NAMESPACE])" if deployments else ""
+    lines.append(f"deployments:      {len(deployments)}{hint}")
     for deployment in deployments:
         label = "/".join(part for part in (deployment["namespace"], deployment["name"]) if part)
         if "problem" in deployment:
@@ -266,7 +269,8 @@ def add_edit_parsers(commands: "argparse._SubParsersAction[argparse.ArgumentPars
     mutate.add_argument("file", type=Path, metavar="FILE", help="the trace to edit")
     mutate.add_argument("--op", required=True, choices=[*OPS, *OP_ALIASES], metavar="OP",
                         help=f"one of {', '.join(OPS)} (sim-arena's names are accepted too)")
-    mutate.add_argument("--deploy", required=True, help="the Deployment's name")
+    mutate.add_argument("--deploy", required=True,
+                        help="the Deployment's name (traces inspect FILE lists them)")
     mutate.add_argument("--namespace", help="its namespace (needed only when the name is in several)")
     mutate.add_argument("--step", help="edit size: a quantity for CPU/memory (default 500m / 256Mi), "
                         "an integer for replicas (default 1)")
