@@ -143,6 +143,14 @@ def test_the_shipped_checkpoint_by_name_from_anywhere(tmp_path, monkeypatch, cap
     assert "gardener_ppo win-rate: " in capsys.readouterr().out
 
 
+def test_validate_takes_the_shipped_checkpoint_by_name(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    save_trace(generate_trace("cpu-slight", seed=0).trace, tmp_path / "t.msgpack")
+    assert main(["validate", "heuristic", "gardener_ppo", "--traces", "t.msgpack",
+                 "--episodes", "2", *TINY]) == 0
+    assert "gardener_ppo win-rate: " in capsys.readouterr().out
+
+
 def test_missing_checkpoints_and_unknown_policies_say_which(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = load_config()
