@@ -28,6 +28,25 @@ def bundled_config_path(name: str = DEFAULT_CONFIG) -> Path:
     return Path(str(resources.files("configs") / name))
 
 
+def shipped_configs() -> list[str]:
+    """Names of the configs shipped in `configs/` ('gardener', 'quick', ...)."""
+    return sorted(Path(entry.name).stem for entry in resources.files("configs").iterdir()
+                  if entry.name.endswith(".ini"))
+
+
+def resolve_config_path(name: str | Path) -> Path:
+    """A config file: a path to one, or a shipped config by name ('quick' or 'quick.ini'), found
+    from any directory. A file at the path wins over a shipped config of the same name."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    stem = path.name.removesuffix(".ini")
+    if path.parent == Path(".") and stem in shipped_configs():
+        return bundled_config_path(f"{stem}.ini")
+    raise ConfigError(f"config not found: {str(name)!r} is no file, nor a shipped config "
+                      f"(shipped: {', '.join(shipped_configs())})")
+
+
 def _read_ini(path: Path) -> Config:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -117,11 +136,14 @@ def _override_layers(overrides: list[str] | None):
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """The defaults of `configs/gardener.ini`, updated by `path` then by CLI `overrides`."""
+    """The defaults of `configs/gardener.ini`, updated by the config `path` (a file, or a shipped
+    config's name: see `resolve_config_path`) then by CLI `overrides`."""
     defaults = _read_ini(bundled_config_path())
     layers = []
-    if path is not None and Path(path).resolve() != bundled_config_path().resolve():
-        layers = [(str(path), s, k, v) for s, values in _read_ini(Path(path)).items()
+    if path is not None:
+        path = resolve_config_path(path)
+    if path is not None and path.resolve() != bundled_config_path().resolve():
+        layers = [(str(path), s, k, v) for s, values in _read_ini(path).items()
                   for k, v in values.items()]
     return _apply_layers(defaults, layers + _override_layers(overrides))
 

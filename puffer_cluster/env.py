@@ -11,6 +11,7 @@ import pufferlib
 
 from kernels import fast
 from kernels.critic import NUM_CRITIC_FEATURES, write_critic_features
+from kernels.jit_cache import announce_if_cold
 from kernels.world import (
     EPISODE_STATS, NUM_ACTIONS, OBS_SIZE, allocate_state, grid_seeds, make_params,
 )
@@ -71,7 +72,8 @@ class KernelVectorEnv(pufferlib.PufferEnv):
     """Native PufferLib plumbing shared by the batched envs (gardener, trace replay, SimArena):
     per-grid seeds from the env's seed, reset, and steps that return PufferLib-style aggregated
     episode statistics every `log_interval` steps. A subclass sets `state`, `seed`,
-    `log_interval` and implements `_reset_all()` and `_step_all(actions)`."""
+    `log_interval`, its Numba kernels `_reset_kernel` and `_step_kernel`, and implements
+    `_reset_all()` and `_step_all(actions)`."""
 
     tick = 0
     _has_reset = False
@@ -80,6 +82,7 @@ class KernelVectorEnv(pufferlib.PufferEnv):
     def reset(self, seed: int | None = None):
         if seed is not None:
             self.seed = seed
+        announce_if_cold(self._reset_kernel, self._step_kernel)
         self.state.grid_seed[:] = grid_seeds(self.seed, 0, self.state.grid_seed.shape[0])
         self.state.episode[:] = 0
         self.state.finished_sum[:] = 0
@@ -172,6 +175,7 @@ class OneGridGymEnv(gymnasium.Env):
         self._terminal = np.zeros(1, dtype=bool)
         self._truncated = np.zeros(1, dtype=bool)
         self._action = np.zeros(1, dtype=np.int32)
+        self.last_action: int | None = None  # named in rgb frames
         self._needs_reset = True
         self._seeded = False
 
@@ -186,6 +190,7 @@ class OneGridGymEnv(gymnasium.Env):
         else:
             self.state.episode[:] += np.uint64(1)
         self._reset_kernel(options)
+        self.last_action = None
         self._needs_reset = False
         return self._obs[0].copy(), self._info()
 
@@ -196,7 +201,7 @@ class OneGridGymEnv(gymnasium.Env):
         if isinstance(action, (bool, np.bool_)) or not self.action_space.contains(action):
             raise InvalidActionError(f"action {action!r} is not in Discrete({actions}): "
                                      f"use an integer in [0, {actions})")
-        self._action[0] = int(action)
+        self._action[0] = self.last_action = int(action)
         self._step_kernel()
         terminated, truncated = bool(self._terminal[0]), bool(self._truncated[0])
         info = self._info()
@@ -233,6 +238,7 @@ class GardenerGymEnv(OneGridGymEnv):
         self._init_buffers(OBS_SIZE)
 
     def _reset_kernel(self, options):
+        announce_if_cold(fast.reset_grids_serial, fast.step_serial)
         fast.reset_grids_serial(self.state, self.params, self._obs)
 
     def _step_kernel(self):
@@ -241,7 +247,7 @@ class GardenerGymEnv(OneGridGymEnv):
 
     def render(self):
         if self.render_mode == "rgb_array":
-            return render_rgb(self.state, self.params, 0)
+            return render_rgb(self.state, self.params, 0, self.last_action)
         if self.render_mode == "ansi":
             return render_ansi(self.state, self.params, 0)
         return None

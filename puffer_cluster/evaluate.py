@@ -62,7 +62,7 @@ def summarize(name: str, stats: np.ndarray, baseline: np.ndarray | None) -> dict
 
 def format_table(rows: list[dict]) -> str:
     """The table in the format of the seed README (mu/sigma spelled out in ASCII)."""
-    if rows and rows[0].get("env") == "simarena":  # SimArena hook: its own table (issue 6)
+    if rows and rows[0].get("env") == "simarena":  # SimArena has its own table
         from puffer_cluster.simarena import format_simarena_table
         return format_simarena_table(rows)
     width = max(len(row["name"]) for row in rows)
@@ -74,17 +74,24 @@ def format_table(rows: list[dict]) -> str:
             f" | steps mu={row['steps_mean']:.1f} | oom_rate={row['oom_rate']:.2f}"
             f" | crit_rate={row['crit_rate']:.2f} | avg_load mu={row['avg_load_mean']:.3f}")
     lines.append("-" * 70)
-    for row in rows[1:]:
-        name = row["name"].capitalize() if row["name"] in BUILTIN_POLICIES else row["name"]
-        lines.append(f"{name} win-rate: {row['wins']}/{row['episodes']} "
-                     f"(ties: {row['ties']})")
+    lines.extend(win_rate_lines(rows, BUILTIN_POLICIES))
     lines.append(rule)
     return "\n".join(lines)
 
 
+def win_rate_lines(rows: list[dict], builtin_names) -> list[str]:
+    """'Heuristic win-rate: 50/50 (ties: 0)' for every row after the first: built-in policy
+    names capitalised, checkpoint paths as given."""
+    lines = []
+    for row in rows[1:]:
+        name = row["name"].capitalize() if row["name"] in builtin_names else row["name"]
+        lines.append(f"{name} win-rate: {row['wins']}/{row['episodes']} (ties: {row['ties']})")
+    return lines
+
+
 def evaluate(policy_specs: list[str], episodes: int, seed: int, config: dict) -> list[dict]:
     """Rows of the table, one per policy, wins counted against the first policy."""
-    if config["base"]["env_name"] == "simarena":  # SimArena hook: its own env and policies (issue 6)
+    if config["base"]["env_name"] == "simarena":  # SimArena has its own env and policies
         from puffer_cluster.simarena import evaluate_simarena
         return evaluate_simarena(policy_specs, episodes, seed, config)
     env_config = world_config(config)

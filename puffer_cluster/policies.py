@@ -5,6 +5,7 @@ episode has just started, and returns one action per agent.
 """
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,27 @@ BUILTIN_POLICIES = ("random", "heuristic")
 
 class PolicyError(ValueError):
     """A policy name that is neither built in nor an existing checkpoint file."""
+
+
+def shipped_checkpoints() -> list[str]:
+    """Names of the checkpoints installed with the package ('gardener_ppo', ...)."""
+    return sorted(Path(entry.name).stem for entry in resources.files("checkpoints").iterdir()
+                  if entry.name.endswith(".pt"))
+
+
+def checkpoint_path(spec: str) -> Path | None:
+    """The checkpoint file a policy spec names: a path, or a shipped checkpoint by name
+    ('gardener_ppo' or 'gardener_ppo.pt') from any directory; None for a name that is neither.
+    A spec that looks like a path (a folder or a .pt suffix) and names no file is an error."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    stem = path.name.removesuffix(".pt")
+    if path.parent == Path(".") and stem in shipped_checkpoints():
+        return Path(str(resources.files("checkpoints") / f"{stem}.pt"))
+    if path.parent != Path(".") or path.suffix:
+        raise PolicyError(f"checkpoint {spec} does not exist")
+    return None
 
 
 class RandomPolicy:
@@ -93,12 +115,15 @@ def CheckpointPolicy(path: str, num_agents: int, config: dict, seed: int = 0) ->
 
 
 def policy_factory(spec: str, config: dict, seed: int = 0):
-    """A `make_policy(num_agents, params)` for 'random', 'heuristic' or a checkpoint path."""
+    """A `make_policy(num_agents, params)` for 'random', 'heuristic', a shipped checkpoint's name
+    or a checkpoint path."""
     if spec == "random":
         return lambda num_agents, params: RandomPolicy(num_agents, seed=seed)
     if spec == "heuristic":
         return lambda num_agents, params: HeuristicPolicy(num_agents, params, config["heuristic"])
-    if Path(spec).is_file():
-        return lambda num_agents, params: CheckpointPolicy(spec, num_agents, config, seed)
-    raise PolicyError(f"unknown policy {spec!r}: use one of {', '.join(BUILTIN_POLICIES)} "
-                     "or a checkpoint path")
+    path = checkpoint_path(spec)
+    if path is not None:
+        return lambda num_agents, params: CheckpointPolicy(str(path), num_agents, config, seed)
+    raise PolicyError(f"unknown policy {spec!r}: use one of {', '.join(BUILTIN_POLICIES)}, a "
+                      f"shipped checkpoint ({', '.join(shipped_checkpoints())}) or a checkpoint "
+                      "path")

@@ -1085,7 +1085,7 @@ def _render(env, grid: int, mode: str | None):
     view = _RenderView(env, grid)
     params = env.params._replace(max_steps=int(env.kernel_timelines.horizon[env.state.trace[grid]]))
     if mode == "rgb_array":
-        return render_rgb(view, params, 0)
+        return render_rgb(view, params, 0, getattr(env, "last_action", None))
     return render_ansi(view, params, 0)
 
 

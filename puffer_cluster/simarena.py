@@ -55,7 +55,7 @@ from kernels.simarena import (
 )
 from puffer_cluster.config import ConfigError
 from puffer_cluster.env import InvalidActionError, KernelVectorEnv, OneGridGymEnv
-from puffer_cluster.policies import PolicyError
+from puffer_cluster.policies import PolicyError, checkpoint_path
 from puffer_cluster.replay import (
     NONZERO_CPU_MILLICORES, NONZERO_MEMORY_BYTES, ReplayError, ReplaySettings, compile_timeline,
     find_trace_files, pod_requests, replay_settings,
@@ -695,8 +695,9 @@ def simarena_policy(spec: str, num_agents: int, config: dict | None = None, seed
         return _HeuristicPolicy(num_agents)
     if spec in ACTION_NAMES:
         return _ConstantPolicy(num_agents, ACTION_NAMES.index(spec))
-    if Path(spec).is_file():
-        return _CheckpointPolicy(spec, num_agents, config or {"eval": {"greedy": True}}, seed)
+    path = checkpoint_path(spec)
+    if path is not None:
+        return _CheckpointPolicy(str(path), num_agents, config or {"eval": {"greedy": True}}, seed)
     raise PolicyError(f"unknown SimArena policy {spec!r}: use random, heuristic, one of "
                       f"{', '.join(ACTION_NAMES)} or a checkpoint path")
 
@@ -787,6 +788,7 @@ def evaluate_simarena(policy_specs: list[str], episodes: int, seed: int, config:
 
 def format_simarena_table(rows: list[dict]) -> str:
     """The SimArena benchmark table, in the format of the gardener's."""
+    from puffer_cluster.evaluate import win_rate_lines
     width = max(len(row["name"]) for row in rows)
     rule = "=" * 78
     lines = [rule, f"SIMARENA RESULTS ({' vs '.join(row['name'] for row in rows)}; "
@@ -803,8 +805,6 @@ def format_simarena_table(rows: list[dict]) -> str:
         rates = " ".join(f"{row['solved_by_scenario'][kind]:.2f}" for kind in kinds)
         lines.append(f"  {row['name']:<{width}} {rates}")
     lines.append("-" * 78)
-    for row in rows[1:]:
-        lines.append(f"{row['name'].capitalize()} win-rate: {row['wins']}/{row['episodes']} "
-                     f"(ties: {row['ties']})")
+    lines.extend(win_rate_lines(rows, ("random", "heuristic", *ACTION_NAMES)))
     lines.append(rule)
     return "\n".join(lines)

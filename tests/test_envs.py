@@ -13,6 +13,7 @@ import puffer_cluster
 from conftest import HARSH, QUIET, node
 from kernels.world import CLEAN, EPISODE_STATS, NOOP, OBS_SIZE
 from puffer_cluster import GYM_ID, GardenerEnv, GardenerGymEnv, InvalidActionError
+from puffer_cluster.render import CRITICAL, GARDENER, frame_layout
 
 
 def assert_obs_valid(obs):
@@ -369,21 +370,38 @@ def test_render_ansi_has_one_line_per_row():
 
 
 def test_render_rgb_array():
-    shapes = {}
     for height, width in [(4, 4), (5, 7), (64, 64), (128, 128)]:
         env = GardenerGymEnv(render_mode="rgb_array", height=height, width=width)
         env.reset(seed=2)
         image = env.render()
         assert isinstance(image, np.ndarray) and image.dtype == np.uint8
         assert image.ndim == 3 and image.shape[2] == 3
-        assert image.shape[0] % height == 0
-        cell = image.shape[0] // height
-        assert cell >= 2 and image.shape[1] >= 3 * width * cell  # cpu, mem, prio panels
+        layout = frame_layout(height, width)
+        assert image.shape[:2] == layout.size and image.shape[1] >= 600  # readable
+        assert layout.cell >= 2 and layout.lefts[2] + width * layout.cell <= image.shape[1]
+        assert layout.top + height * layout.cell <= image.shape[0]
         y, x = env.state.agent_y[0, 0], env.state.agent_x[0, 0]
-        assert tuple(image[y * cell, x * cell]) == (0, 255, 255)  # the gardener's outline
-        shapes[(height, width)] = image.shape
-    assert shapes[(128, 128)][0] > shapes[(64, 64)][0]
-    assert shapes[(128, 128)][1] > shapes[(64, 64)][1]
+        for panel in range(3):  # the gardener's outline on the cpu, mem and prio panels
+            assert tuple(image[layout.node_origin(panel, y, x)]) == GARDENER
+
+
+def test_render_rgb_marks_critical_nodes_and_draws_the_status():
+    env = GardenerGymEnv(render_mode="rgb_array", height=6, width=6)
+    env.reset(seed=0)
+    layout = frame_layout(6, 6)
+    prio = env.state.prio[0].reshape(6, 6)
+    agent = (env.state.agent_y[0, 0], env.state.agent_x[0, 0])
+    before = env.render()
+    assert (prio >= env.params.crit_threshold).sum() >= 2
+    for y, x in zip(*np.nonzero(prio >= env.params.crit_threshold)):
+        if abs(y - agent[0]) > 1 or abs(x - agent[1]) > 1:  # not under the gardener's boxes
+            assert tuple(before[layout.node_origin(1, y, x)]) == CRITICAL
+    for y, x in zip(*np.nonzero(prio < env.params.crit_threshold)):
+        if abs(y - agent[0]) > 1 or abs(x - agent[1]) > 1:
+            assert tuple(before[layout.node_origin(1, y, x)]) != CRITICAL
+    env.step(5)  # CLEAN: the status line (step, budget, return, last action) changes
+    after = env.render()
+    assert not np.array_equal(before[:layout.top], after[:layout.top])
 
 
 def test_render_none_and_invalid_mode():

@@ -8,6 +8,9 @@ its setup.py downloads raylib/box2d builds, and an `nvcc` on PATH makes it compi
 extension. We fetch the sdist through pip's own index machinery (so pip's configured index,
 certificates and proxies apply), neutralise the downloads, build a wheel once and cache it under
 `$XDG_CACHE_HOME/puffer-cluster/wheels/torch-<version>/` so later installs take seconds.
+
+It prints its six steps with their timings; the output of pip and the build is shown only
+when a step fails.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,14 +34,32 @@ PUFFERLIB_DOWNLOAD_DIRS = ("raylib-5.5_webassembly", "box2d-web", "box2d-linux-a
 PUFFERLIB_BOX2D_BINDING = "pufferlib/ocean/impulse_wars/binding.c"
 # Build-time requirements of pufferlib's setup.py (it imports numpy and torch).
 PUFFERLIB_BUILD_REQUIREMENTS = ("numpy<2", "Cython", "setuptools", "wheel")
+STEPS = 6
 
 
-def log(message: str) -> None:
-    print(f"[bootstrap] {message}", flush=True)
+def step(number: int, title: str, action, skip: str | None = None):
+    """`[n/6] title ... done (12.3 s)`: run `action()` and return its result, unless `skip`
+    says why it is not needed."""
+    print(f"[{number}/{STEPS}] {title} ...", end=" ", flush=True)
+    if skip:
+        print(skip, flush=True)
+        return None
+    start = time.monotonic()
+    result = action()
+    print(f"done ({time.monotonic() - start:.1f} s)", flush=True)
+    return result
 
 
-def run(*args: str, env: dict | None = None, cwd: Path | None = None) -> None:
-    subprocess.run(args, check=True, env=env, cwd=cwd)
+def run(*args: str, env: dict | None = None, cwd: Path | None = None) -> str:
+    """Run a command quietly and return its stdout; on failure show all its output and stop."""
+    result = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        print("failed", flush=True)
+        sys.stdout.write(result.stdout)
+        sys.stderr.write(result.stderr)
+        raise SystemExit(f"bootstrap: `{' '.join(args[:5])} ...` exited with {result.returncode} "
+                         "(its output is above)")
+    return result.stdout
 
 
 def venv_has(module_check: str) -> bool:
@@ -56,26 +78,18 @@ def pip(*args: str, env: dict | None = None) -> None:
 
 
 def create_venv() -> None:
-    if VENV_PY.exists():
-        return
     # A machine that already has a CUDA torch keeps it: the venv sees the system packages.
     inherit = system_has_cuda_torch()
-    log(f"creating {VENV} (system site packages: {inherit})")
     run(sys.executable, "-m", "venv", *(["--system-site-packages"] if inherit else []), str(VENV))
 
 
 def install_torch() -> None:
-    if venv_has("import torch"):
-        return
     # A pinned version takes the local CPU wheel; an unpinned one pulls the CUDA stack.
-    log(f"installing torch=={TORCH_CPU_VERSION}")
     pip("install", f"torch=={TORCH_CPU_VERSION}")
 
 
 def torch_version() -> str:
-    out = subprocess.run([str(VENV_PY), "-c", "import torch; print(torch.__version__)"],
-                         check=True, capture_output=True, text=True)
-    return out.stdout.strip()
+    return run(str(VENV_PY), "-c", "import torch; print(torch.__version__)").strip()
 
 
 def wheel_cache_dir() -> Path:
@@ -108,64 +122,77 @@ with command.main_context():
 """
 
 
-def build_pufferlib_wheel(cache: Path) -> Path:
-    log(f"building pufferlib {PUFFERLIB_VERSION} from its sdist (once; cached in {cache})")
+def fetch_sdist(tmp: Path) -> Path:
+    out = run(str(VENV_PY), "-c", FETCH_SDIST, "pufferlib", PUFFERLIB_VERSION, str(tmp))
+    return Path(out.strip().splitlines()[-1])
+
+
+def build_pufferlib_wheel(sdist: Path, tmp: Path, cache: Path) -> Path:
     pip("install", *PUFFERLIB_BUILD_REQUIREMENTS)
-    with tempfile.TemporaryDirectory(prefix="pufferlib-build-") as tmp:
-        tmp_path = Path(tmp)
-        out = subprocess.run([str(VENV_PY), "-c", FETCH_SDIST, "pufferlib", PUFFERLIB_VERSION, tmp],
-                             check=True, capture_output=True, text=True)
-        sdist = Path(out.stdout.strip().splitlines()[-1])
-        with tarfile.open(sdist) as archive:
-            archive.extractall(tmp_path, filter="data")
-        source = tmp_path / f"pufferlib-{PUFFERLIB_VERSION}"
-        for folder in PUFFERLIB_DOWNLOAD_DIRS:
-            (source / folder).mkdir(exist_ok=True)
-        (source / PUFFERLIB_BOX2D_BINDING).unlink(missing_ok=True)
-        env = dict(os.environ)
-        # No nvcc on PATH: setup.py would otherwise build a CUDA extension.
-        env["PATH"] = os.pathsep.join(
-            d for d in env.get("PATH", "").split(os.pathsep)
-            if d and not (Path(d) / "nvcc").exists())
-        env.setdefault("MAX_JOBS", str(os.cpu_count() or 1))
-        staging = tmp_path / "wheel"
-        pip("wheel", "--no-build-isolation", "--no-deps", "-w", str(staging), str(source), env=env)
-        built = next(staging.glob("pufferlib-*.whl"))
-        cache.mkdir(parents=True, exist_ok=True)
-        # Copy then rename: an interrupted build never leaves a half-written wheel in the cache.
-        partial = cache / (built.name + ".partial")
-        shutil.copyfile(built, partial)
-        partial.replace(cache / built.name)
-        return cache / built.name
+    with tarfile.open(sdist) as archive:
+        archive.extractall(tmp, filter="data")
+    source = tmp / f"pufferlib-{PUFFERLIB_VERSION}"
+    for folder in PUFFERLIB_DOWNLOAD_DIRS:
+        (source / folder).mkdir(exist_ok=True)
+    (source / PUFFERLIB_BOX2D_BINDING).unlink(missing_ok=True)
+    env = dict(os.environ)
+    # No nvcc on PATH: setup.py would otherwise build a CUDA extension.
+    env["PATH"] = os.pathsep.join(
+        d for d in env.get("PATH", "").split(os.pathsep)
+        if d and not (Path(d) / "nvcc").exists())
+    env.setdefault("MAX_JOBS", str(os.cpu_count() or 1))
+    staging = tmp / "wheel"
+    pip("wheel", "--no-build-isolation", "--no-deps", "-w", str(staging), str(source), env=env)
+    built = next(staging.glob("pufferlib-*.whl"))
+    cache.mkdir(parents=True, exist_ok=True)
+    # Copy then rename: an interrupted build never leaves a half-written wheel in the cache.
+    partial = cache / (built.name + ".partial")
+    shutil.copyfile(built, partial)
+    partial.replace(cache / built.name)
+    return cache / built.name
 
 
-def install_pufferlib() -> None:
-    if venv_has(f"import importlib.metadata as m; assert m.version('pufferlib') == '{PUFFERLIB_VERSION}'"):
-        return
-    cache = wheel_cache_dir()
-    wheels = sorted(cache.glob(f"pufferlib-{PUFFERLIB_VERSION}-*.whl"))
-    wheel = wheels[-1] if wheels else build_pufferlib_wheel(cache)
-    log(f"installing {wheel.name}")
+def install_pufferlib(wheel: Path) -> None:
     # kubernetes>=37 conflicts with neptune's botocore pin (neptune is a pufferlib requirement).
     pip("install", str(wheel), "kubernetes<37")
 
 
-def install_project() -> None:
-    marker = VENV / ".puffer-cluster-installed"
+PROJECT_MARKER = VENV / ".puffer-cluster-installed"
+
+
+def project_installed() -> bool:
     stamp = (ROOT / "pyproject.toml").read_text()
-    if marker.exists() and marker.read_text() == stamp and venv_has("import puffer_cluster"):
-        return
-    log("installing puffer-cluster (editable) with its test dependencies")
+    return (PROJECT_MARKER.exists() and PROJECT_MARKER.read_text() == stamp
+            and venv_has("import puffer_cluster"))
+
+
+def install_project() -> None:
     pip("install", "-e", f"{ROOT}[test]")
-    marker.write_text(stamp)
+    PROJECT_MARKER.write_text((ROOT / "pyproject.toml").read_text())
 
 
 def main() -> None:
-    create_venv()
-    install_torch()
-    install_pufferlib()
-    install_project()
-    log("ready: .venv")
+    start = time.monotonic()
+    step(1, "creating .venv", create_venv, skip="already there" if VENV_PY.exists() else None)
+    step(2, f"installing torch=={TORCH_CPU_VERSION}", install_torch,
+         skip="torch already there" if venv_has("import torch") else None)
+    installed = venv_has("import importlib.metadata as m; "
+                         f"assert m.version('pufferlib') == '{PUFFERLIB_VERSION}'")
+    cache = wheel_cache_dir()
+    cached = sorted(cache.glob(f"pufferlib-{PUFFERLIB_VERSION}-*.whl"))
+    no_build = "not needed: installed" if installed else \
+        (f"not needed: wheel cached in {cache}" if cached else None)
+    with tempfile.TemporaryDirectory(prefix="pufferlib-build-") as tmp:
+        sdist = step(3, f"fetching the pufferlib {PUFFERLIB_VERSION} sdist",
+                     lambda: fetch_sdist(Path(tmp)), skip=no_build)
+        built = step(4, "building its wheel without downloads or CUDA (once: ~4 minutes)",
+                     lambda: build_pufferlib_wheel(sdist, Path(tmp), cache), skip=no_build)
+    wheel = built or (cached[-1] if cached else None)
+    step(5, f"installing pufferlib {PUFFERLIB_VERSION}", lambda: install_pufferlib(wheel),
+         skip="already there" if installed else None)
+    step(6, "installing puffer-cluster (editable, with its test extras)", install_project,
+         skip="up to date" if project_installed() else None)
+    print(f"ready: {VENV} ({time.monotonic() - start:.0f} s)", flush=True)
 
 
 if __name__ == "__main__":

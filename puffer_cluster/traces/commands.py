@@ -1,4 +1,5 @@
-"""The `traces` command: `traces inspect FILE [--json]` and `traces convert IN OUT [--force]`.
+"""The `traces` command: `traces inspect FILE [--json]`, `traces convert IN OUT [--force]`, and
+sim-arena's `traces mutate` and `traces generate`.
 
 The main CLI calls `add_traces_parser(subparsers)` and then `args.func(args)`; each handler
 returns the exit code: 0 on success, 1 when a file cannot be read or written, 2 for an
@@ -34,8 +35,9 @@ def add_traces_parser(
 ) -> argparse.ArgumentParser:
     traces = subparsers.add_parser(
         "traces",
-        help="inspect and convert SimKube trace files",
-        description="Inspect and convert SimKube trace files (format version 2, msgpack or JSON).",
+        help="inspect, convert, edit and generate SimKube trace files",
+        description="Inspect, convert, edit and generate SimKube trace files (format version 2, "
+        "msgpack or JSON).",
     )
     commands = traces.add_subparsers(dest="traces_command", metavar="COMMAND", required=True)
 
@@ -43,7 +45,8 @@ def add_traces_parser(
         "inspect",
         help="summarise a trace",
         description="Summarise a trace: time span, events, objects by kind, namespaces, pod "
-        "lifecycles and tracked objects. The format is told from the content.",
+        "lifecycles, tracked objects and Deployments (with replicas and requests). The format is "
+        "told from the content.",
     )
     inspect.add_argument("file", type=Path, metavar="FILE", help="a .sktrace/.msgpack or .json trace")
     inspect.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -60,7 +63,7 @@ def add_traces_parser(
     convert.add_argument("target", type=Path, metavar="OUT", help="where to write (never IN itself)")
     convert.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     convert.set_defaults(func=run_convert)
-    add_edit_parsers(commands)  # `traces mutate` and `traces generate` (sim-arena, issue 6), below
+    add_edit_parsers(commands)  # `traces mutate` and `traces generate` (sim-arena's), below
     return traces
 
 
@@ -139,7 +142,28 @@ def summarize_trace(trace: Trace, source_format: str) -> dict[str, Any]:
             for gvk in trace.tracked_kinds()
         },
         "indexed_objects": sum(len(objects) for objects in trace.index.values()),
+        "deployments": _deployments(trace),
     }
+
+
+def _deployments(trace: Trace) -> list[dict[str, Any]]:
+    """The applied Deployments (the names `traces mutate --deploy` takes), each with its replica
+    count and first container's requests as the last applied object has them."""
+    from puffer_cluster.traces.ops import deployment_resources, format_cpu, format_memory
+    metadata = [obj.get("metadata") or {} for event in trace.events for obj in event.applied_objs
+                if obj.get("kind") == "Deployment"]
+    keys = dict.fromkeys((meta.get("namespace"), meta.get("name")) for meta in metadata)
+    deployments = []
+    for namespace, name in keys:
+        entry: dict[str, Any] = {"namespace": namespace, "name": name}
+        try:
+            found = deployment_resources(trace, name, namespace)
+            entry.update(replicas=found.replicas, cpu=format_cpu(found.cpu_millicores),
+                         memory=format_memory(found.memory_bytes))
+        except TraceError as exc:  # no container, an unreadable quantity...
+            entry["problem"] = str(exc)
+        deployments.append(entry)
+    return deployments
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -166,6 +190,16 @@ def format_summary(summary: dict[str, Any]) -> str:
         lifecycle = ", lifecycle tracked" if tracked["trackLifecycle"] else ""
         lines.append(f"  {gvk:<30} pod spec at {paths}{lifecycle}")
     lines.append(f"indexed objects:  {summary['indexed_objects']}")
+    deployments = summary["deployments"]
+    hint = " (traces mutate --deploy NAME [--namespace NAMESPACE])" if deployments else ""
+    lines.append(f"deployments:      {len(deployments)}{hint}")
+    for deployment in deployments:
+        label = "/".join(part for part in (deployment["namespace"], deployment["name"]) if part)
+        if "problem" in deployment:
+            lines.append(f"  {label:<30} {deployment['problem']}")
+        else:
+            lines.append(f"  {label:<30} replicas {deployment['replicas']}, requests cpu "
+                         f"{deployment['cpu']}, memory {deployment['memory']}")
     return "\n".join(lines)
 
 
@@ -213,7 +247,7 @@ def _report(failure: _CommandFailed) -> int:
     return failure.exit_code
 
 
-# ---------------------------------------------------------------- mutate and generate (issue 6)
+# ---------------------------------------------------------------- mutate and generate
 # sim-arena's trace edits (`puffer_cluster.traces.ops`) and demo traces
 # (`puffer_cluster.traces.generate`).
 
@@ -235,7 +269,8 @@ def add_edit_parsers(commands: "argparse._SubParsersAction[argparse.ArgumentPars
     mutate.add_argument("file", type=Path, metavar="FILE", help="the trace to edit")
     mutate.add_argument("--op", required=True, choices=[*OPS, *OP_ALIASES], metavar="OP",
                         help=f"one of {', '.join(OPS)} (sim-arena's names are accepted too)")
-    mutate.add_argument("--deploy", required=True, help="the Deployment's name")
+    mutate.add_argument("--deploy", required=True,
+                        help="the Deployment's name (traces inspect FILE lists them)")
     mutate.add_argument("--namespace", help="its namespace (needed only when the name is in several)")
     mutate.add_argument("--step", help="edit size: a quantity for CPU/memory (default 500m / 256Mi), "
                         "an integer for replicas (default 1)")
@@ -257,11 +292,13 @@ def add_edit_parsers(commands: "argparse._SubParsersAction[argparse.ArgumentPars
         "plus a scenarios.jsonl listing. The same --seed gives the same bytes.",
     )
     generate.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
-    generate.add_argument("--count", type=int, default=100)
-    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--count", type=int, default=100, help="traces to write")
+    generate.add_argument("--seed", type=int, default=0,
+                          help="seed of the scenarios' sizes (same seed, same bytes)")
     generate.add_argument("--scenarios", default=",".join(SCENARIOS),
-                          help=f"comma-separated subset of {','.join(SCENARIOS)}")
-    generate.add_argument("--format", choices=("msgpack", "json"), default="msgpack")
+                          help=f"comma-separated subset of {','.join(SCENARIOS)} (default: all)")
+    generate.add_argument("--format", choices=("msgpack", "json"), default="msgpack",
+                          help="file format of the traces")
     generate.add_argument("--node-cpu", default="16", help="node CPU the sizes refer to (default 16)")
     generate.add_argument("--node-memory", default="32Gi", help="node memory (default 32Gi)")
     generate.add_argument("--force", action="store_true", help="overwrite existing files")
