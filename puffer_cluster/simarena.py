@@ -660,16 +660,9 @@ class _CheckpointPolicy:
     def __init__(self, path: str, num_agents: int, config: dict, seed: int):
         import torch
 
-        from trainers.checkpoint import load_checkpoint
-        from trainers.models import make_policy
-        checkpoint = load_checkpoint(path)
-        trained_on = checkpoint["config"].get("base", {}).get("env_name")
-        if trained_on != "simarena":
-            raise ConfigError(f"{path} was trained on {trained_on!r}, not on SimArena")
+        from trainers.checkpoint import load_policy_model
         self.torch = torch
-        self.model = make_policy(checkpoint["config"]["policy"], OBS_SIZE, NUM_ACTIONS)
-        self.model.load_state_dict(checkpoint["model"])
-        self.model.eval()
+        self.model = load_policy_model(path, OBS_SIZE, NUM_ACTIONS, "SimArena")
         self.greedy = bool(config["eval"]["greedy"])
         self.generator = torch.Generator().manual_seed(seed)
         self.state = self.model.initial_state(num_agents)
