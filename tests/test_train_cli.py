@@ -103,6 +103,26 @@ def test_train_runs_to_the_end_in_a_terminal(tmp_path, tiny_ini):
     assert "Traceback" not in text
 
 
+def test_dashboard_shows_the_run_before_the_first_update(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from trainers.dashboard import Dashboard
+    config = load_config(None, ["--train.eval-interval", "5"])
+    view = Dashboard(config, num_iterations=10, batch_size=100, run_dir=tmp_path / "run",
+                     cloning_iterations=2)
+    screen = io.StringIO()
+    Console(file=screen, width=200).print(view._render())
+    for text in (screen.getvalue(), view._line()):  # the ETA is unknown yet: no crash
+        assert "cloning" in text and "every 5 updates" in text
+    assert str(tmp_path / "run") in screen.getvalue()
+    view.update(3, 300, {"charts/teacher_coef": 0.5})
+    view.record_eval(12.5, 20.0, 30.0)
+    assert "phase PPO" in view._line() and "+12.50 / best +20.00 (heuristic +30.00)" in view._line()
+    assert "teacher 0.500" in view._line()
+
+
 # --- Bad input: one line, exit 2, no run directory --------------------------------------------
 
 BAD_INPUT = [  # (arguments, the key the message names, the valid range it states)
@@ -234,6 +254,9 @@ def test_sigterm_saves_latest_and_prints_the_resume_command(tmp_path, tiny_ini):
     assert 1 <= stopped_at < 10_000
     assert f"resume with: puffer-cluster train --resume {latest}" in output
     assert "Traceback" not in output and not (run_dir / "final.pt").exists()
+    # Piped, the progress lines say where the run goes, its phase and the held-out returns.
+    assert f"[ppo] run directory: {run_dir} | phase cloning" in output
+    assert "update 1/10000 | phase cloning" in output and "held-out - (every 4 updates)" in output
 
 
 def test_a_second_ctrl_c_stops_at_once_and_keeps_the_last_latest(tmp_path, tiny_ini, capsys,

@@ -31,9 +31,9 @@ def plot_learning_curve(path: Path, title: str, train_history: list[tuple[float,
         axis.grid(alpha=0.3)
     if train_history:
         steps, returns, seconds = zip(*train_history)
-        top.plot(steps, returns, color="tab:green", alpha=0.6, linewidth=1,
+        top.plot(steps, returns, color="tab:green", alpha=0.6, linewidth=1, marker=".",
                  label="training episodes (sampled actions)")
-        bottom.plot(steps, seconds, color="tab:red")
+        bottom.plot(steps, seconds, color="tab:red", marker=".")
     if eval_history:
         steps, returns = zip(*eval_history)
         top.plot(steps, returns, color="tab:blue", marker="o", markersize=4, linewidth=1.5,

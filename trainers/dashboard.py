@@ -144,7 +144,8 @@ class Dashboard:
         return " | ".join(parts)
 
     def _render(self):
-        table = Table(title=f"puffer-cluster PPO: {self.name}", show_header=False, expand=False)
+        table = Table(title=f"puffer-cluster PPO: {self.name}", show_header=False, expand=False,
+                      caption=self.note or None, caption_style="bold yellow")
         table.add_column(style="cyan", no_wrap=True)
         table.add_column(justify="right", overflow="fold")
         table.add_row("run directory", self.run_dir)
@@ -160,4 +161,4 @@ class Dashboard:
             if key in self.scalars:
                 table.add_row(label, fmt.format(self.scalars[key]))
         bar = ProgressBar(total=max(self.total_steps, 1), completed=self.global_step, width=60)
-        return Group(table, bar, self.note) if self.note else Group(table, bar)
+        return Group(table, bar)
