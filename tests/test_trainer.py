@@ -13,7 +13,7 @@ from puffer_cluster.config import ConfigError, apply_overrides, bundled_config_p
 from puffer_cluster.evaluate import play_episodes
 from puffer_cluster.config import world_config
 from puffer_cluster.policies import CheckpointPolicy
-from trainers.checkpoint import CheckpointError, load_checkpoint, save_atomic
+from trainers.checkpoint import CheckpointError, load_checkpoint, remove_partial_files, save_atomic
 from trainers.ppo import (
     clipped_policy_loss, compute_gae, explained_variance, normalize_advantages, train, value_loss,
 )
@@ -178,6 +178,10 @@ def test_checkpoint_killed_mid_write_keeps_previous(tmp_path):
     result = subprocess.run([sys.executable, "-c", script])
     assert result.returncode == 9
     assert load_checkpoint(path)["value"] == 1
+    # What the kill left behind is the temporary file `--resume` clears (remove_partial_files).
+    (partial,) = tmp_path.glob(".latest.pt.*.partial")
+    assert remove_partial_files(tmp_path) == [partial]
+    assert list(tmp_path.iterdir()) == [path]
 
 
 def test_load_checkpoint_rejects_other_files(tmp_path):

@@ -165,7 +165,8 @@ def heldout_return(config: dict, policy) -> float:
     if config["base"]["env_name"] == "simarena":
         from kernels.simarena import STAT_RETURN as SIMARENA_RETURN
         from puffer_cluster.simarena import heldout_scenarios, play_simarena_episodes
-        spec = policy if isinstance(policy, str) else (lambda n: ModelPolicy(policy, n, greedy=True))
+        spec = policy if isinstance(policy, str) \
+            else (lambda n: ModelPolicy(policy, n, greedy=True))
         stats, _ = play_simarena_episodes(spec, args["eval_episodes"], args["eval_seed"], config,
                                           heldout_scenarios(config))
         return float(stats[:, SIMARENA_RETURN].mean())
@@ -286,7 +287,8 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
     if evaluating and heuristic_return is None:
         heuristic_return = heldout_return(config, "heuristic")
     # (global_step, training episodes' return, second statistic) and (global_step, held-out return)
-    history, eval_history = list(recorded.get("history", [])), list(recorded.get("eval_history", []))
+    history = list(recorded.get("history", []))
+    eval_history = list(recorded.get("eval_history", []))
     second_key, second_label = SECOND_STATISTIC[config["base"]["env_name"]]
 
     # Seeding (CleanRL's order) and device.
