@@ -37,7 +37,10 @@ def cmd_train(args, overrides: list[str]) -> int:
         if args.config:
             raise ConfigError("--resume continues with the checkpoint's own config; "
                               "drop --config (overrides are still accepted)")
-        config = apply_overrides(load_checkpoint(args.resume, True)["config"], overrides)
+        saved, defaults = load_checkpoint(args.resume, True)["config"], load_config()
+        # Keys added since the checkpoint was written take their defaults.
+        config = apply_overrides({section: {**values, **saved.get(section, {})}
+                                  for section, values in defaults.items()}, overrides)
     else:
         config = load_config(args.config, overrides)
     try:  # train() checks the whole config before it creates anything

@@ -220,12 +220,16 @@ def test_resume_clears_killed_saves_appends_the_command_and_ends_with_the_table(
     leftovers = [run_dir / ".latest.pt.k9x2ab.partial", run_dir / ".best.pt.q1w2e3.partial"]
     for path in leftovers:
         path.write_bytes(b"half a checkpoint")
-    assert cli_main(["train", "--resume", str(run_dir / "latest.pt")]) == 0
+    latest = load_checkpoint(run_dir / "latest.pt")  # as written before [eval] seed existed
+    del latest["config"]["eval"]["seed"]
+    save_atomic(latest, run_dir / "latest.pt")
+    assert cli_main(["train", "--resume", str(run_dir / "latest.pt"), "--eval.episodes", "6"]) == 0
     out = capsys.readouterr().out
     assert not any(path.exists() for path in leftovers)
     assert not list(run_dir.glob("*.partial")) and not list(run_dir.glob(".*.partial"))
     assert len((run_dir / "command.txt").read_text().splitlines()) == 2
-    assert "BENCHMARK RESULTS (heuristic vs" in out and f"{run_dir}/final.pt win-rate" in out
+    assert "BENCHMARK RESULTS (heuristic vs" in out and f"{run_dir}/final.pt win-rate: " in out
+    assert "benchmark's 6 episodes from seed 0" in out
     assert out.rstrip().endswith(f"run directory: {run_dir}")
 
 
