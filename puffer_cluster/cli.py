@@ -32,7 +32,8 @@ def cmd_train(args, overrides: list[str]) -> int:
     (`[eval] episodes` and `seed`) and the run directory. A signal exits 128 + its number."""
     from puffer_cluster.evaluate import evaluate, format_table
     from trainers.checkpoint import load_checkpoint
-    from trainers.ppo import TrainingInterrupted, train
+    from trainers.ppo import train
+    from trainers.stopping import TrainingInterrupted
     if args.resume:
         if args.config:
             raise ConfigError("--resume continues with the checkpoint's own config; "

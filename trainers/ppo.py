@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import random
 import shlex
-import signal
 import sys
-import threading
 import time
-from contextlib import closing, contextmanager
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +29,7 @@ from trainers.checkpoint import load_checkpoint, remove_partial_files, save_atom
 from trainers.curves import plot_learning_curve
 from trainers.dashboard import Dashboard
 from trainers.models import make_policy
+from trainers.stopping import StopOnSignal, workers_ignore_ctrl_c
 from trainers.train_config import resolve_device, validate_train_config
 
 # The second curve of learning_curve.png, per env: (scalar name, label).
@@ -104,20 +103,6 @@ def make_vecenv(config: dict):
     return pufferlib.vector.make(GardenerEnv, backend=getattr(pufferlib.vector, backend),
                                  num_envs=vec["num_envs"], env_kwargs=env_kwargs,
                                  seed=vec["seed"], **extra)
-
-
-@contextmanager
-def workers_ignore_ctrl_c(starting_workers: bool):
-    """Processes started inside ignore SIGINT (a terminal's Ctrl-C reaches the whole process
-    group): the trainer decides when to stop and closes its workers itself."""
-    if not starting_workers or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def flatten_infos(infos) -> list[dict]:
@@ -208,62 +193,6 @@ def set_rng_state(state: dict, device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-class TrainingInterrupted(Exception):
-    """A run stopped by a signal; the message says where latest.pt is and how to resume."""
-
-    def __init__(self, message: str, run_dir: Path, signum: int):
-        super().__init__(message)
-        self.run_dir, self.signum = run_dir, signum
-
-
-def resume_message(run_dir: Path, saved_iteration: int | None, how: str) -> str:
-    latest = run_dir / "latest.pt"
-    if saved_iteration is None:
-        return f"{how}; no latest.pt was saved yet, nothing to resume (run directory: {run_dir})"
-    return (f"{how}; latest.pt (after update {saved_iteration}): {latest}\n"
-            f"resume with: {shlex.join(['puffer-cluster', 'train', '--resume', str(latest)])}")
-
-
-class StopOnSignal:
-    """Ctrl-C (SIGINT) or SIGTERM (what schedulers and torchrun send): the trainer finishes the
-    current update, saves latest.pt and stops. A second Ctrl-C stops at once: its
-    KeyboardInterrupt leaves as `TrainingInterrupted` (a save it cuts short leaves the previous
-    latest.pt in place). Signals are only caught in the main thread."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self, run_dir: Path, saved_iteration: int | None = None, on_first=None):
-        self.run_dir, self.saved_iteration = run_dir, saved_iteration
-        self.signum = None
-        self.on_first = on_first
-        self.previous = {}
-
-    @property
-    def requested(self) -> bool:
-        return self.signum is not None
-
-    def __enter__(self):
-        def handler(signum, frame):
-            if self.signum is None:
-                self.signum = signum
-                if self.on_first is not None:
-                    self.on_first(f"{signal.Signals(signum).name}: finishing this update, then "
-                                  "saving latest.pt and stopping (Ctrl-C again: stop at once)")
-            elif signum == signal.SIGINT:
-                raise KeyboardInterrupt
-        if threading.current_thread() is threading.main_thread():
-            self.previous = {s: signal.signal(s, handler) for s in self.SIGNALS}
-        return self
-
-    def __exit__(self, exc_type, exc, traceback):
-        for s, previous in self.previous.items():
-            signal.signal(s, previous)
-        if exc_type is KeyboardInterrupt:
-            how = "stopped at once by a second Ctrl-C"
-            raise TrainingInterrupted(resume_message(self.run_dir, self.saved_iteration, how),
-                                      self.run_dir, signal.SIGINT) from None
 
 
 # --- Training ---------------------------------------------------------------------------------
@@ -532,7 +461,5 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
     plot_learning_curve(run_dir / "learning_curve.png", run_dir.name, history, eval_history,
                         heuristic_return, cloning_iterations * batch_size, second_label)
     if interrupt.requested:
-        how = f"stopped by {signal.Signals(interrupt.signum).name} after update {iteration}"
-        raise TrainingInterrupted(resume_message(run_dir, interrupt.saved_iteration, how),
-                                  run_dir, interrupt.signum)
+        raise interrupt.interrupted(f"stopped by {interrupt.signal_name} after update {iteration}")
     return run_dir
