@@ -47,7 +47,8 @@ class Dashboard:
 
     def __init__(self, config: dict, num_iterations: int, batch_size: int, run_dir,
                  cloning_iterations: int = 0, first_iteration: int = 1, global_step: int = 0,
-                 best_eval: float | None = None, quiet: bool = False):
+                 best_eval: float | None = None, heuristic: float | None = None,
+                 quiet: bool = False):
         self.total_steps = num_iterations * batch_size
         self.num_iterations = num_iterations
         self.cloning_iterations = cloning_iterations
@@ -65,7 +66,7 @@ class Dashboard:
         self.last_print = 0.0
         self.eval_last: float | None = None
         self.eval_best = best_eval
-        self.heuristic: float | None = None
+        self.heuristic = heuristic
         self.note = ""
         self.live = None
 

@@ -307,7 +307,8 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
     writer = SummaryWriter(str(run_dir))
     dashboard = Dashboard(config, num_iterations, batch_size, run_dir, cloning_iterations,
                           first_iteration, global_step,
-                          best_eval_return if np.isfinite(best_eval_return) else None, quiet)
+                          best_eval_return if np.isfinite(best_eval_return) else None,
+                          heuristic_return, quiet)
     interrupt = StopOnSignal(run_dir, saved_iteration, dashboard.stopping)
     start_time, start_step = time.time(), global_step
     iteration = first_iteration - 1
