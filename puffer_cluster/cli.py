@@ -65,16 +65,31 @@ def cmd_eval(args, overrides: list[str]) -> int:
 
 
 def cmd_train(args, overrides: list[str]) -> int:
+    """Train, then print the final policy against the heuristic on the benchmark's episodes
+    (`[eval] episodes` and `seed`) and the run directory. A signal exits 128 + its number."""
+    from puffer_cluster.evaluate import evaluate, format_table
     from trainers.checkpoint import load_checkpoint
     from trainers.ppo import train
+    from trainers.stopping import TrainingInterrupted
     if args.resume:
         if args.config:
             raise ConfigError("--resume continues with the checkpoint's own config; "
                               "drop --config (overrides are still accepted)")
-        config = apply_overrides(load_checkpoint(args.resume, True)["config"], overrides)
+        saved, defaults = load_checkpoint(args.resume, True)["config"], load_config()
+        # Keys added since the checkpoint was written take their defaults.
+        config = apply_overrides({section: {**values, **saved.get(section, {})}
+                                  for section, values in defaults.items()}, overrides)
     else:
         config = load_config(args.config, overrides)
-    run_dir = train(config, resume=args.resume)
+    try:  # train() checks the whole config before it creates anything
+        run_dir = train(config, resume=args.resume)
+    except TrainingInterrupted as stop:
+        print(stop, flush=True)
+        return 128 + stop.signum
+    episodes, seed = config["eval"]["episodes"], config["eval"]["seed"]
+    print(f"final policy against the heuristic on the benchmark's {episodes} episodes "
+          f"from seed {seed}:", flush=True)
+    print(format_table(evaluate(["heuristic", str(run_dir / "final.pt")], episodes, seed, config)))
     print(f"run directory: {run_dir}")
     return 0
 
@@ -149,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, PolicyError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

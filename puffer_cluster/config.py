@@ -53,9 +53,14 @@ def _read_ini(path: Path) -> Config:
     parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#",))
     parser.optionxform = str  # keep key case
     try:
-        parser.read(path)
+        parser.read(path, encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a text config file (.ini with [section] headers)") from None
+    except configparser.MissingSectionHeaderError as error:
+        raise ConfigError(f"{path}: line {error.lineno} ({error.line.strip()[:60]!r}) comes before any "
+                          "[section] header; every key belongs to a section such as [train]") from None
     except configparser.Error as error:
-        raise ConfigError(f"{path}: {error}") from None
+        raise ConfigError(f"{path}: {' '.join(str(error).split())}") from None
     return {section: {key: _literal(value) for key, value in parser[section].items()}
             for section in parser.sections()}
 

@@ -104,13 +104,8 @@ class ModelPolicy:
 def CheckpointPolicy(path: str, num_agents: int, config: dict, seed: int = 0) -> ModelPolicy:
     """The network of a checkpoint, acting as `[eval] greedy` says."""
     from kernels.world import NUM_ACTIONS, OBS_SIZE
-    from trainers.checkpoint import load_checkpoint
-    from trainers.models import make_policy
-    checkpoint = load_checkpoint(path)
-    model = make_policy(checkpoint["config"]["policy"], OBS_SIZE, NUM_ACTIONS,
-                        checkpoint.get("critic_extra", 0))
-    model.load_state_dict(checkpoint["model"])
-    model.eval()
+    from trainers.checkpoint import load_policy_model
+    model = load_policy_model(path, OBS_SIZE, NUM_ACTIONS, "gardener")
     return ModelPolicy(model, num_agents, bool(config["eval"]["greedy"]), seed, name=str(path))
 
 

@@ -660,16 +660,9 @@ class _CheckpointPolicy:
     def __init__(self, path: str, num_agents: int, config: dict, seed: int):
         import torch
 
-        from trainers.checkpoint import load_checkpoint
-        from trainers.models import make_policy
-        checkpoint = load_checkpoint(path)
-        trained_on = checkpoint["config"].get("base", {}).get("env_name")
-        if trained_on != "simarena":
-            raise ConfigError(f"{path} was trained on {trained_on!r}, not on SimArena")
+        from trainers.checkpoint import load_policy_model
         self.torch = torch
-        self.model = make_policy(checkpoint["config"]["policy"], OBS_SIZE, NUM_ACTIONS)
-        self.model.load_state_dict(checkpoint["model"])
-        self.model.eval()
+        self.model = load_policy_model(path, OBS_SIZE, NUM_ACTIONS, "SimArena")
         self.greedy = bool(config["eval"]["greedy"])
         self.generator = torch.Generator().manual_seed(seed)
         self.state = self.model.initial_state(num_agents)
@@ -710,11 +703,9 @@ def _env_kwargs(config: dict) -> dict:
 
 
 def make_simarena_vecenv(config: dict):
-    """The trainer's env for `[base] env_name = simarena` (`[vec]` as for the gardener)."""
+    """The trainer's env for `[base] env_name = simarena` (`[vec]` as for the gardener; the
+    trainer checks the config first, e.g. that it has no teacher)."""
     import pufferlib.vector
-    if config["train"].get("teacher", "none") != "none":
-        raise ConfigError("SimArena has no kickstarting teacher: set train.teacher = none "
-                          "(configs/simarena.ini does)")
     vec = config["vec"]
     kwargs = dict(num_envs=config["env"]["num_envs"], log_interval=config["env"]["log_interval"],
                   **_env_kwargs(config))
@@ -731,14 +722,16 @@ def make_simarena_vecenv(config: dict):
                                  **extra)
 
 
-def play_simarena_episodes(spec: str, episodes: int, seed: int, config: dict,
+def play_simarena_episodes(spec, episodes: int, seed: int, config: dict,
                            scenarios: list[Scenario] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(stats (episodes, NUM_STATS), scenario index (episodes,)) of the first episode of envs
-    0 .. episodes-1, env e playing scenario e mod the number of scenarios (cycle sampling)."""
+    0 .. episodes-1, env e playing scenario e mod the number of scenarios (cycle sampling).
+    `spec` names a policy (`simarena_policy`) or is a `make_policy(num_agents)`."""
     kwargs = _env_kwargs(config)
     kwargs["simarena"]["sampling"] = "cycle"
     env = SimArenaEnv(num_envs=episodes, seed=seed, log_interval=2**62, scenarios=scenarios, **kwargs)
-    policy = simarena_policy(spec, env.num_agents, config, seed)
+    policy = spec(env.num_agents) if callable(spec) else simarena_policy(spec, env.num_agents,
+                                                                         config, seed)
     observations, _ = env.reset()
     played = env.state.scenario.copy()
     stats = np.zeros((episodes, len(EPISODE_STATS)))
@@ -753,6 +746,28 @@ def play_simarena_episodes(spec: str, episodes: int, seed: int, config: dict,
         recorded |= new
         episode_start = done.copy()
     return stats, played
+
+
+def heldout_scenarios(config: dict) -> list[Scenario]:
+    """The trainer's held-out scenarios, never the eval table's (which plays scenarios 0 ..
+    `[eval] episodes` - 1 of the config's): demo traces generated with `[train] eval_seed`
+    instead of `generate_seed`, or, from trace files, those after the table's."""
+    settings = simarena_settings(config)
+    replay = replay_settings(config.get("replay"))
+    eval_seed, table_episodes = config["train"]["eval_seed"], config["eval"]["episodes"]
+    if not settings.traces:
+        if eval_seed == settings.generate_seed:
+            raise ConfigError(f"train.eval_seed must differ from simarena.generate_seed "
+                              f"({eval_seed}): the held-out scenarios would be the trained ones")
+        episodes = config["train"]["eval_episodes"]
+        return load_scenarios(None, replace(settings, generate_seed=eval_seed, count=episodes),
+                              replay)
+    held_out = load_scenarios(None, settings, replay)[table_episodes:]
+    if not held_out:
+        raise ConfigError(f"simarena.traces holds no scenario beyond the eval table's first "
+                          f"{table_episodes} (eval.episodes) to evaluate on during training; "
+                          "add traces or set train.eval_interval = 0")
+    return held_out
 
 
 def evaluate_simarena(policy_specs: list[str], episodes: int, seed: int, config: dict) -> list[dict]:

@@ -13,7 +13,7 @@ from puffer_cluster.config import ConfigError, apply_overrides, bundled_config_p
 from puffer_cluster.evaluate import play_episodes
 from puffer_cluster.config import world_config
 from puffer_cluster.policies import CheckpointPolicy
-from trainers.checkpoint import CheckpointError, load_checkpoint, save_atomic
+from trainers.checkpoint import CheckpointError, load_checkpoint, remove_partial_files, save_atomic
 from trainers.ppo import (
     clipped_policy_loss, compute_gae, explained_variance, normalize_advantages, train, value_loss,
 )
@@ -135,7 +135,8 @@ def test_run_directory_contents(tmp_path):
                 "charts/learning_rate", "losses/value_loss", "losses/policy_loss",
                 "losses/entropy", "losses/old_approx_kl", "losses/approx_kl", "losses/clipfrac",
                 "losses/explained_variance", "environment/oom_rate", "environment/crit_rate",
-                "eval/episodic_return", "losses/teacher_loss", "charts/teacher_coef"):
+                "eval/episodic_return", "eval/heuristic_return", "losses/teacher_loss",
+                "charts/teacher_coef"):
         assert tag in tags, tag
     # The final checkpoint is small enough to ship; latest.pt also carries the training state.
     assert (run_dir / "final.pt").stat().st_size < 1_000_000
@@ -177,6 +178,10 @@ def test_checkpoint_killed_mid_write_keeps_previous(tmp_path):
     result = subprocess.run([sys.executable, "-c", script])
     assert result.returncode == 9
     assert load_checkpoint(path)["value"] == 1
+    # What the kill left behind is the temporary file `--resume` clears (remove_partial_files).
+    (partial,) = tmp_path.glob(".latest.pt.*.partial")
+    assert remove_partial_files(tmp_path) == [partial]
+    assert list(tmp_path.iterdir()) == [path]
 
 
 def test_load_checkpoint_rejects_other_files(tmp_path):
@@ -187,7 +192,7 @@ def test_load_checkpoint_rejects_other_files(tmp_path):
     torch.save({"weights": 1}, tmp_path / "foreign.pt")
     with pytest.raises(CheckpointError, match="not a puffer-cluster checkpoint"):
         load_checkpoint(tmp_path / "foreign.pt")
-    with pytest.raises(CheckpointError, match="not found"):
+    with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pt")
 
 
@@ -262,3 +267,67 @@ def test_saved_checkpoint_has_a_normal_file_mode(tmp_path):
     finally:
         os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+# --- Held-out evaluation, its heuristic reference, SimArena ------------------------------------
+
+def test_heuristic_reference_is_the_heuristic_on_the_held_out_seeds(tmp_path):
+    config = tiny_config(tmp_path, "--train.eval-interval", "2", "--train.eval-episodes", "8")
+    run_dir = train(config, quiet=True)
+    training = load_checkpoint(run_dir / "latest.pt", require_training_state=True)["training"]
+    from puffer_cluster.policies import HeuristicPolicy
+    stats = play_episodes(lambda n, params: HeuristicPolicy(n, params, config["heuristic"]),
+                          8, config["train"]["eval_seed"], world_config(config))
+    assert training["heuristic_return"] == pytest.approx(stats[:, 0].mean())
+    # One held-out point every 2 updates, and the curve's history of the training episodes.
+    assert [step for step, _ in training["eval_history"]] == [32 * 8 * i for i in (2, 4, 6)]
+    assert max(r for _, r in training["eval_history"]) == training["best_eval_return"]
+    assert len(training["history"]) >= 1 and (run_dir / "learning_curve.png").stat().st_size > 0
+
+
+def simarena_config(tmp_path, *overrides):
+    return load_config(bundled_config_path("simarena.ini"), [
+        "--env.num-envs", "16", "--env.log-interval", "4", "--simarena.count", "8",
+        "--train.num-steps", "8", "--train.total-timesteps", str(16 * 8 * 6),
+        "--train.checkpoint-interval", "2", "--train.eval-interval", "2",
+        "--train.eval-episodes", "8", "--eval.episodes", "8", "--train.data-dir", str(tmp_path),
+        "--train.torch-threads", "1", "--train.device", "cpu", *overrides])
+
+
+def test_simarena_held_out_scenarios_are_not_the_eval_tables(tmp_path):
+    from puffer_cluster.replay import replay_settings
+    from puffer_cluster.simarena import heldout_scenarios, load_scenarios, simarena_settings
+    config = simarena_config(tmp_path)
+    table = load_scenarios(None, simarena_settings(config), replay_settings(config["replay"]))
+
+    def content(s):
+        return (s.kind, s.cpu, s.mem, s.replicas, s.target, s.bg_cpu.tobytes(),
+                s.bg_mem.tobytes(), s.bg_pods.tobytes())
+
+    held_out = heldout_scenarios(config)
+    assert len(held_out) == 8
+    assert not {content(s) for s in held_out} & {content(s) for s in table}
+    with pytest.raises(ConfigError, match="eval_seed"):
+        heldout_scenarios(apply_overrides(config, ["--train.eval-seed", "0"]))
+
+
+def test_simarena_training_selects_best_and_resumes_exactly(tmp_path):
+    """Held-out greedy evaluation and best.pt as for the gardener; a resumed run restores the
+    SimArena envs, so it ends bit for bit where an uninterrupted one does. (About 15 s: three
+    short runs, and SimArena's kernels load.)"""
+    config = simarena_config(tmp_path)
+    full = train(config, run_dir=tmp_path / "full", quiet=True)
+    assert (full / "best.pt").is_file()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(full))
+    events.Reload()
+    assert {"eval/episodic_return", "eval/heuristic_return"} <= set(events.Tags()["scalars"])
+
+    train(config, run_dir=tmp_path / "split", quiet=True, should_stop=lambda it: it == 3)
+    train(config, resume=str(tmp_path / "split" / "latest.pt"), quiet=True)
+    a, b = (load_checkpoint(d / "latest.pt", require_training_state=True)
+            for d in (full, tmp_path / "split"))
+    for name in a["model"]:
+        assert torch.equal(a["model"][name], b["model"][name]), name
+    assert a["training"]["eval_history"] == b["training"]["eval_history"]
+    assert a["training"]["history"] == b["training"]["history"]

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import random
 import shlex
-import signal
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +20,21 @@ from torch import nn
 from torch.distributions.categorical import Categorical
 from torch.utils.tensorboard import SummaryWriter
 
+from kernels.world import STAT_RETURN
 from puffer_cluster.config import ConfigError, save_config, world_config
-from puffer_cluster.env import GardenerEnv, world_params
+from puffer_cluster.env import GardenerEnv, KernelVectorEnv, world_params
 from puffer_cluster.evaluate import play_episodes
-from puffer_cluster.policies import HeuristicPolicy, ModelPolicy
-from trainers.checkpoint import load_checkpoint, save_atomic
+from puffer_cluster.policies import HeuristicPolicy, ModelPolicy, policy_factory
+from trainers.checkpoint import load_checkpoint, remove_partial_files, save_atomic
 from trainers.curves import plot_learning_curve
 from trainers.dashboard import Dashboard
 from trainers.models import make_policy
+from trainers.stopping import StopOnSignal, workers_ignore_ctrl_c
+from trainers.train_config import resolve_device, validate_train_config
 
-VEC_BACKENDS = ("PufferEnv", "Serial", "Multiprocessing")
+# The second curve of learning_curve.png, per env: (scalar name, label).
+SECOND_STATISTIC = {"gardener": ("environment/oom_rate", "OOM per 100 steps"),
+                    "simarena": ("environment/solved", "solved fraction")}
 
 
 # --- The pieces of the PPO loss, small enough to check by hand -------------------------------
@@ -95,23 +100,12 @@ def make_vecenv(config: dict):
     backend = vec["backend"]
     if backend == "PufferEnv":
         return GardenerEnv(seed=vec["seed"], **env_kwargs)
-    if backend not in VEC_BACKENDS:
-        raise ConfigError(f"vec.backend must be one of {', '.join(VEC_BACKENDS)}, got {backend!r}")
     extra = {}
     if backend == "Multiprocessing":
         extra = dict(num_workers=vec["num_workers"], batch_size=vec["num_envs"])
     return pufferlib.vector.make(GardenerEnv, backend=getattr(pufferlib.vector, backend),
                                  num_envs=vec["num_envs"], env_kwargs=env_kwargs,
                                  seed=vec["seed"], **extra)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device is {name!r} but CUDA is not available")
-    return device
 
 
 def flatten_infos(infos) -> list[dict]:
@@ -130,6 +124,20 @@ def new_run_dir(config: dict) -> Path:
     return run_dir
 
 
+def open_run_dir(config: dict, resume: str | None, run_dir: str | Path | None) -> Path:
+    """The run directory with the resolved config.ini and the command in command.txt: a new one,
+    or the resumed run's (its command.txt gains a line; a killed save's temporary files go)."""
+    run_dir = Path(run_dir) if run_dir else (Path(resume).parent if resume else new_run_dir(config))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if resume:
+        for path in remove_partial_files(run_dir):
+            print(f"note: removed {path.name}, the remains of a checkpoint save that was killed")
+    save_config(config, run_dir / "config.ini")
+    with open(run_dir / "command.txt", "a" if resume else "w") as f:
+        f.write(shlex.join(sys.argv) + "\n")
+    return run_dir
+
+
 def policy_payload(agent: nn.Module, config: dict, global_step: int, iteration: int) -> dict:
     """What evaluation needs: small enough to ship (no optimizer, no env state)."""
     return {"format": "puffer-cluster", "kind": "policy", "config": config,
@@ -138,15 +146,31 @@ def policy_payload(agent: nn.Module, config: dict, global_step: int, iteration: 
             "global_step": global_step, "iteration": iteration}
 
 
-def evaluate_greedy(agent: nn.Module, config: dict) -> float:
-    """Mean return of the greedy policy on the first episodes of `[train] eval_episodes` grids
-    seeded `eval_seed` (held out: not the benchmark's seeds)."""
+def heldout_return(config: dict, policy) -> float:
+    """Mean return of `policy` ('heuristic', or a network acting greedily) on the held-out
+    episodes: the first episodes of `[train] eval_episodes` envs seeded `eval_seed`, never the
+    benchmark's (SimArena: scenarios the eval table does not play)."""
     args = config["train"]
+    if config["base"]["env_name"] == "simarena":
+        from kernels.simarena import STAT_RETURN as SIMARENA_RETURN
+        from puffer_cluster.simarena import heldout_scenarios, play_simarena_episodes
+        spec = policy if isinstance(policy, str) \
+            else (lambda n: ModelPolicy(policy, n, greedy=True))
+        stats, _ = play_simarena_episodes(spec, args["eval_episodes"], args["eval_seed"], config,
+                                          heldout_scenarios(config))
+        return float(stats[:, SIMARENA_RETURN].mean())
+    make = policy_factory(policy, config) if isinstance(policy, str) \
+        else (lambda n, params: ModelPolicy(policy, n, greedy=True))
+    stats = play_episodes(make, args["eval_episodes"], args["eval_seed"], world_config(config))
+    return float(stats[:, STAT_RETURN].mean())
+
+
+def evaluate_greedy(agent: nn.Module, config: dict) -> float:
     agent.eval()
-    stats = play_episodes(lambda n, params: ModelPolicy(agent, n, greedy=True),
-                          args["eval_episodes"], args["eval_seed"], world_config(config))
-    agent.train()
-    return float(stats[:, 0].mean())
+    try:
+        return heldout_return(config, agent)
+    finally:
+        agent.train()
 
 
 def rng_state(device: torch.device) -> dict:
@@ -157,6 +181,16 @@ def rng_state(device: torch.device) -> dict:
     return state
 
 
+def restore_env_state(vecenv: KernelVectorEnv, training: dict) -> None:
+    """Put a native env back where a training checkpoint left it (its shapes must match)."""
+    for name, array in training["env_state"].items():
+        target = getattr(vecenv.state, name)
+        if target.shape != array.shape:
+            raise ConfigError(f"--resume cannot change the env's batch or size: the checkpoint's "
+                              f"{name} has shape {array.shape}, this config's {target.shape}")
+        target[...] = array
+
+
 def set_rng_state(state: dict, device: torch.device) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
@@ -165,36 +199,30 @@ def set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-class StopOnSignal:
-    """First Ctrl-C: finish the current update, save, exit. Second: stop at once."""
-
-    def __init__(self):
-        self.requested = False
-        self.previous = None
-
-    def __enter__(self):
-        def handler(signum, frame):
-            if self.requested:
-                raise KeyboardInterrupt
-            self.requested = True
-        self.previous = signal.signal(signal.SIGINT, handler)
-        return self
-
-    def __exit__(self, *exc):
-        signal.signal(signal.SIGINT, self.previous)
-
-
 # --- Training ---------------------------------------------------------------------------------
 
 def train(config: dict, resume: str | None = None, run_dir: str | Path | None = None,
           should_stop=None, quiet: bool = False) -> Path:
-    """Train PPO; returns the run directory (final.pt, latest.pt, TensorBoard events, curve)."""
+    """Train PPO; returns the run directory (final.pt, latest.pt, TensorBoard events, curve).
+
+    Nothing is created before the config is checked and the env, the network and the held-out
+    reference are set up. A signal stops the run with `TrainingInterrupted` (see StopOnSignal)."""
+    validate_train_config(config)
     args = config["train"]
     checkpoint = load_checkpoint(resume, require_training_state=True) if resume else None
-    run_dir = Path(run_dir) if run_dir else (Path(resume).parent if resume else new_run_dir(config))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.ini")
-    (run_dir / "command.txt").write_text(shlex.join(sys.argv) + "\n")
+
+    # Model selection: the greedy policy is scored on held-out episodes; the best becomes best.pt.
+    # The heuristic on the same episodes is the curve's reference line (computed once per run).
+    evaluating = args["eval_interval"] > 0
+    recorded = checkpoint["training"] if checkpoint else {}
+    best_eval_return = recorded.get("best_eval_return", -np.inf)
+    heuristic_return = recorded.get("heuristic_return")
+    if evaluating and heuristic_return is None:
+        heuristic_return = heldout_return(config, "heuristic")
+    # (global_step, training episodes' return, second statistic) and (global_step, held-out return)
+    history = list(recorded.get("history", []))
+    eval_history = list(recorded.get("eval_history", []))
+    second_key, second_label = SECOND_STATISTIC[config["base"]["env_name"]]
 
     # Seeding (CleanRL's order) and device.
     random.seed(args["seed"])
@@ -206,10 +234,9 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
     device = resolve_device(args["device"])
     autocast = dict(device_type=device.type, dtype=torch.bfloat16,
                     enabled=args["precision"] == "bfloat16")
-    if args["precision"] not in ("float32", "bfloat16"):
-        raise ConfigError(f"train.precision must be float32 or bfloat16, got {args['precision']!r}")
 
-    vecenv = make_vecenv(config)
+    with workers_ignore_ctrl_c(config["vec"]["backend"] == "Multiprocessing"):
+        vecenv = make_vecenv(config)
     num_agents = vecenv.num_agents
     num_steps = args["num_steps"]
     batch_size = num_agents * num_steps
@@ -221,8 +248,6 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
     agent = make_policy(config["policy"], obs_size - critic_extra, vecenv.single_action_space.n,
                         critic_extra).to(device)
     # Kickstarting: a teacher's actions add a distillation loss that fades out over training.
-    if args["teacher"] not in ("none", "heuristic"):
-        raise ConfigError(f"train.teacher must be none or heuristic, got {args['teacher']!r}")
     teacher = HeuristicPolicy(num_agents, world_params(world_config(config)), config["heuristic"]) \
         if args["teacher"] == "heuristic" else None
     # Behaviour cloning first: the teacher acts, the policy imitates it, the value regresses.
@@ -253,9 +278,8 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
         optimizer.load_state_dict(training["optimizer"])
         global_step, first_iteration = checkpoint["global_step"], checkpoint["iteration"] + 1
         set_rng_state(training["rng"], device)
-        if isinstance(vecenv, GardenerEnv):
-            for name, array in training["env_state"].items():
-                getattr(vecenv.state, name)[...] = array
+        if isinstance(vecenv, KernelVectorEnv):
+            restore_env_state(vecenv, training)
             vecenv.tick = training["env_tick"]
             vecenv.observations[...] = training["next_obs"]
             next_obs = torch.as_tensor(vecenv.observations, device=device)
@@ -266,10 +290,8 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
             print("note: the env state of a Serial/Multiprocessing run is not saved; "
                   "the envs restart from their seeds")
 
-    # Model selection: the greedy policy is scored on held-out seeds; the best becomes best.pt.
-    evaluating = args["eval_interval"] > 0 and config["base"]["env_name"] == "gardener"
-    best_eval_return = checkpoint["training"].get("best_eval_return", -np.inf) if checkpoint \
-        else -np.inf
+    run_dir = open_run_dir(config, resume, run_dir)
+    saved_iteration = checkpoint["iteration"] if checkpoint else None
 
     def save_training_checkpoint(iteration: int) -> None:
         payload = policy_payload(agent, config, global_step, iteration)
@@ -278,20 +300,25 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
             "optimizer": optimizer.state_dict(), "rng": rng_state(device),
             "next_episode_start": next_episode_start.cpu(),
             "policy_state": tuple(s.detach().cpu() for s in policy_state),
-            "best_eval_return": best_eval_return,
+            "best_eval_return": best_eval_return, "heuristic_return": heuristic_return,
+            "history": history, "eval_history": eval_history,
         }
-        if isinstance(vecenv, GardenerEnv):
+        if isinstance(vecenv, KernelVectorEnv):
             payload["training"].update(
                 env_state={k: v.copy() for k, v in vecenv.state._asdict().items()},
                 env_tick=vecenv.tick, next_obs=vecenv.observations.copy())
         save_atomic(payload, run_dir / "latest.pt")
+        interrupt.saved_iteration = iteration
 
     writer = SummaryWriter(str(run_dir))
-    dashboard = Dashboard(config, num_iterations, batch_size, quiet=quiet)
-    history = []  # (global_step, episodic_return, oom_rate) for the learning curve
+    dashboard = Dashboard(config, num_iterations, batch_size, run_dir, cloning_iterations,
+                          first_iteration, global_step,
+                          best_eval_return if np.isfinite(best_eval_return) else None,
+                          heuristic_return, quiet)
+    interrupt = StopOnSignal(run_dir, saved_iteration, dashboard.stopping)
     start_time, start_step = time.time(), global_step
     iteration = first_iteration - 1
-    with StopOnSignal() as interrupt, dashboard:
+    with closing(vecenv), writer, interrupt, dashboard:
         for iteration in range(first_iteration, num_iterations + 1):
             if args["anneal_lr"]:
                 frac = 1.0 - (iteration - 1.0) / num_iterations
@@ -412,7 +439,7 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
                 scalars["charts/episodic_return"] = scalars["environment/episode_return"]
                 scalars["charts/episodic_length"] = scalars["environment/episode_length"]
                 history.append((global_step, scalars["charts/episodic_return"],
-                                scalars.get("environment/oom_rate", float("nan"))))
+                                scalars.get(second_key, float("nan"))))
             for key, value in scalars.items():
                 writer.add_scalar(key, value, global_step)
             dashboard.update(iteration, global_step, scalars)
@@ -421,10 +448,13 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
             if evaluating and (iteration % args["eval_interval"] == 0 or iteration == num_iterations):
                 eval_return = evaluate_greedy(agent, config)
                 writer.add_scalar("eval/episodic_return", eval_return, global_step)
+                writer.add_scalar("eval/heuristic_return", heuristic_return, global_step)
+                eval_history.append((global_step, eval_return))
                 if eval_return > best_eval_return:
                     best_eval_return = eval_return
                     save_atomic(policy_payload(agent, config, global_step, iteration),
                                 run_dir / "best.pt")
+                dashboard.record_eval(eval_return, best_eval_return, heuristic_return)
             if iteration % args["checkpoint_interval"] == 0 or stopping:
                 save_training_checkpoint(iteration)
                 save_atomic(policy_payload(agent, config, global_step, iteration),
@@ -435,7 +465,8 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
             save_training_checkpoint(iteration)
             save_atomic(policy_payload(agent, config, global_step, iteration), run_dir / "final.pt")
 
-    writer.close()
-    vecenv.close()
-    plot_learning_curve(history, run_dir / "learning_curve.png", title=run_dir.name)
+    plot_learning_curve(run_dir / "learning_curve.png", run_dir.name, history, eval_history,
+                        heuristic_return, cloning_iterations * batch_size, second_label)
+    if interrupt.requested:
+        raise interrupt.interrupted(f"stopped by {interrupt.signal_name} after update {iteration}")
     return run_dir
