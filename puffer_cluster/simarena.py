@@ -39,7 +39,6 @@ from __future__ import annotations
 import copy
 import functools
 import math
-import warnings
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -57,9 +56,9 @@ from puffer_cluster.config import ConfigError
 from puffer_cluster.env import InvalidActionError, KernelVectorEnv, OneGridGymEnv
 from puffer_cluster.policies import PolicyError
 from puffer_cluster.replay import (
-    NONZERO_CPU_MILLICORES, NONZERO_MEMORY_BYTES, ReplayError, ReplaySettings, compile_timeline,
-    find_trace_files, pod_requests, replay_settings,
+    NodeAllocations, ReplayError, ReplaySettings, compile_timeline, pod_requests, replay_settings,
 )
+from puffer_cluster.replay.discovery import compile_folder
 from puffer_cluster.traces import Trace, TraceError, TraceEvent, load_trace
 from puffer_cluster.traces.generate import GeneratedTrace, generate_traces
 from puffer_cluster.traces.ops import Safeguards, TraceOpError, find_deployments
@@ -344,15 +343,11 @@ def compile_scenario(trace: Trace | str | Path | GeneratedTrace, settings: SimAr
     if (first_ts - timeline.start_ts) / replay.speed > t_obs:
         raise ScenarioError(f"{name}: Deployment {deploy} is applied after the observation time "
                             f"({settings.observe_seconds:g} s after the first event)")
-    nodes = settings.nodes
-    bg = {key: np.zeros(nodes, dtype=np.int64) for key in ("cpu", "mem", "score_cpu", "score_mem", "pods")}
+    bg = NodeAllocations(settings.nodes, replay.node_cpu_millicores, replay.node_memory_bytes,
+                         replay.max_pods_per_node)
     for pod in timeline.pods:
         if pod.node >= 0 and pod.running_at(t_obs):
-            bg["cpu"][pod.node] += pod.cpu
-            bg["mem"][pod.node] += pod.memory
-            bg["score_cpu"][pod.node] += pod.cpu or NONZERO_CPU_MILLICORES
-            bg["score_mem"][pod.node] += pod.memory or NONZERO_MEMORY_BYTES
-            bg["pods"][pod.node] += 1
+            bg.bind(pod.node, pod.cpu, pod.memory)
     kind = meta.get("name") if isinstance(meta.get("name"), str) else ""
     return Scenario(
         name=name, kind=kind, deploy=deploy,
@@ -360,8 +355,8 @@ def compile_scenario(trace: Trace | str | Path | GeneratedTrace, settings: SimAr
         cpu=first[0], mem=first[1], replicas=replicas,
         cpu_rest=rest[0], cpu_floor=floor[0], cpu_over=over[0],
         mem_rest=rest[1], mem_floor=floor[1], mem_over=over[1],
-        bg_cpu=bg["cpu"], bg_mem=bg["mem"], bg_score_cpu=bg["score_cpu"],
-        bg_score_mem=bg["score_mem"], bg_pods=bg["pods"], observe_seconds=t_obs, trace=trace)
+        bg_cpu=bg.cpu, bg_mem=bg.mem, bg_score_cpu=bg.score_cpu, bg_score_mem=bg.score_mem,
+        bg_pods=bg.pods, observe_seconds=t_obs, trace=trace)
 
 
 @functools.lru_cache(maxsize=8)
@@ -400,16 +395,9 @@ def load_scenarios(traces=None, settings: SimArenaSettings | None = None,
                 raise ConfigError(f"scenario {item.name} has {item.nodes} nodes, the env {settings.nodes}")
             scenarios.append(item)
         elif isinstance(item, (str, Path)) and Path(item).is_dir():
-            found = 0
-            for path in find_trace_files(item):
-                try:
-                    scenarios.append(compile_scenario(path, settings, replay,
-                                                      name=str(path.relative_to(item))))
-                    found += 1
-                except (TraceError, ScenarioError) as error:
-                    warnings.warn(f"skipped {path}: {error}", stacklevel=2)
-            if not found:
-                raise ConfigError(f"no usable SimArena trace (.msgpack, .sktrace, .json) under {item}")
+            scenarios += compile_folder(item, lambda path, name: compile_scenario(
+                path, settings, replay, name=name), (TraceError, ScenarioError),
+                "usable SimArena trace")
         elif isinstance(item, (str, Path)) and not Path(item).exists():
             raise ConfigError(f"[simarena] traces: {item} does not exist")
         else:
