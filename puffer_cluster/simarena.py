@@ -73,7 +73,7 @@ __all__ = [
     "SimArenaSettings", "compile_scenario", "evaluate_simarena", "format_simarena_table",
     "heuristic_actions", "kernel_params", "load_scenarios", "make_simarena_vecenv",
     "observe_steps", "play_simarena_episodes", "random_actions", "simarena_policy",
-    "simarena_settings", "stack_scenarios",
+    "simarena_replay", "simarena_settings", "stack_scenarios",
 ]
 
 
@@ -281,6 +281,12 @@ def _without_target_pods(trace: Trace, targets: list[dict]) -> Trace:
                  pod_lifecycles=trace.pod_lifecycles, extra_fields=trace.extra_fields)
 
 
+def simarena_replay(replay: ReplaySettings) -> ReplaySettings:
+    """The replay as sim-arena runs it: fixed nodes, a pod larger than a node pending (its
+    broken Deployments are exactly that), the count at a fixed time."""
+    return replace(replay, cluster="fixed", oversized_pods="pending", whole_trace=False)
+
+
 def observe_steps(settings: SimArenaSettings, replay: ReplaySettings) -> int:
     """Replay steps up to the observation time (compile_timeline's max_steps)."""
     return max(1, math.ceil(settings.observe_seconds / replay.step_seconds - 1e-9))
@@ -290,7 +296,7 @@ def compile_scenario(trace: Trace | str | Path | GeneratedTrace, settings: SimAr
                      replay: ReplaySettings | None = None, name: str | None = None) -> Scenario:
     """A trace compiled for SimArena on `settings.nodes` nodes of the `[replay]` shape."""
     settings = settings or SimArenaSettings()
-    replay = replay or ReplaySettings()
+    replay = simarena_replay(replay or ReplaySettings())
     if isinstance(trace, GeneratedTrace):
         name = name or trace.name
         trace = trace.trace

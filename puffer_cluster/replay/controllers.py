@@ -18,11 +18,24 @@ from __future__ import annotations
 
 from puffer_cluster.replay.cron import CronSchedule
 from puffer_cluster.replay.requests import PodTemplate, resolve_pointer
+from puffer_cluster.replay.settings import ReplayError
 from puffer_cluster.traces import parse_gvk
 
 
-def _count(value, default):
-    return value if type(value) is int and value >= 0 else default
+# More pods than this for one object is refused before anything is allocated (a Kubernetes
+# cluster holds at most 150,000 pods; one object asking for more is a broken trace).
+MAX_REPLICAS = 10_000
+
+
+def _count(spec: dict, field: str, default, where: str):
+    """`spec[field]` as a count: the default when absent or not a count; refused when huge."""
+    value = spec.get(field, default)
+    if type(value) is not int or value < 0:
+        return default
+    if value > MAX_REPLICAS:
+        raise ReplayError(f"{where}: spec.{field} = {value} is more than the replay allows "
+                          f"({MAX_REPLICAS} pods per object)")
+    return value
 
 
 class Workload:
@@ -86,7 +99,7 @@ class Workload:
 class Replicas(Workload):
     def __init__(self, sim, key, vns, templates, spec):
         super().__init__(sim, key, vns, templates, spec)
-        self.desired = _count(spec.get("replicas", 1), 1)
+        self.desired = _count(spec, "replicas", 1, self.label)
 
     def target(self) -> int:
         return self.desired * len(self.templates)
@@ -116,8 +129,9 @@ class Job(Workload):
         parallelism, completions = spec.get("parallelism"), spec.get("completions")
         if parallelism is None and completions is None:
             completions = 1
-        self.parallelism = _count(parallelism, 1)
-        self.completions = _count(completions, None)
+        self.parallelism = _count(spec, "parallelism", 1, self.label)
+        # Not bounded: the pods run `parallelism` at a time.
+        self.completions = completions if type(completions) is int and completions >= 0 else None
         self.suspend = spec.get("suspend") is True
         self.succeeded = 0
 

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
+# A schedule that matches nothing within this many days never ticks (Feb 29 recurs within 8 years).
+MAX_SCAN_DAYS = 8 * 366 + 1
 _CRON_MACROS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
                 "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
                 "@hourly": "0 * * * *"}
@@ -53,21 +55,36 @@ class CronSchedule:
             values.update(range(first, last + 1, step))
         return frozenset(values)
 
-    def matches(self, moment: datetime) -> bool:
-        minute, hour, dom, month, dow = self.fields
-        if moment.minute not in minute or moment.hour not in hour or moment.month not in month:
+    def matches_day(self, day: datetime) -> bool:
+        _, _, dom, month, dow = self.fields
+        if day.month not in month:
             return False
-        day_ok = moment.day in dom
-        week_ok = (moment.isoweekday() % 7) in dow
+        day_ok = day.day in dom
+        week_ok = (day.isoweekday() % 7) in dow
         if self.dom_star or self.dow_star:
             return day_ok and week_ok
         return day_ok or week_ok
 
+    def matches(self, moment: datetime) -> bool:
+        minute, hour = self.fields[:2]
+        return moment.minute in minute and moment.hour in hour and self.matches_day(moment)
+
     def next_after(self, ts: float, limit: float) -> float | None:
-        """The first scheduled time strictly after `ts` (seconds since the epoch), up to `limit`."""
-        minute = math.floor(ts / 60.0) * 60 + 60
-        while minute <= limit:
-            if self.matches(datetime.fromtimestamp(minute, tz=timezone.utc)):
-                return float(minute)
-            minute += 60
+        """The first scheduled time strictly after `ts` (seconds since the epoch), up to `limit`;
+        None past `limit`, past `MAX_SCAN_DAYS` days, or beyond the calendar (year 9999)."""
+        first = math.floor(ts / 60.0) * 60 + 60
+        times = sorted(h * 3600 + m * 60 for h in self.fields[1] for m in self.fields[0])
+        try:
+            day = datetime.fromtimestamp(first - first % 86400, tz=timezone.utc)
+            for _ in range(MAX_SCAN_DAYS):
+                day_ts = day.timestamp()
+                if day_ts > limit:
+                    return None
+                if self.matches_day(day):
+                    for offset in times:
+                        if first <= day_ts + offset:
+                            return float(day_ts + offset) if day_ts + offset <= limit else None
+                day += timedelta(days=1)
+        except (OverflowError, OSError, ValueError):  # past what datetime can show
+            return None
         return None

@@ -38,24 +38,30 @@ def compile_folder(root: str | Path, compile_one, refused: tuple, what: str) -> 
 
 
 def load_timelines(traces, params, settings: ReplaySettings) -> list[Timeline]:
-    """Timelines for the grid of `params` from paths (files or directories), Traces or Timelines."""
+    """Timelines from paths (files or directories), Traces or Timelines, all on one grid: the
+    `[env]` grid of `params` with fixed nodes; with nodes sized to the traces, the largest grid
+    one of them asks for (at most the `[env]` grid), the others sized again on it. Timelines
+    given compiled keep their grid, and the others join it."""
     if isinstance(traces, (str, Path, Trace, Timeline)):
         traces = [traces]
-    timelines = []
+
+    def compile_on(source, name=None, grid=(params.height, params.width), fit_grid=True):
+        return compile_timeline(source, height=grid[0], width=grid[1], max_steps=params.max_steps,
+                                settings=settings, name=name, fit_grid=fit_grid)
+
+    entries = []  # (source, name, timeline); source None for a given Timeline
     for item in traces:
         if isinstance(item, Timeline):
-            if (item.height, item.width) != (params.height, params.width):
-                raise ConfigError(f"timeline {item.name} was compiled for {item.height}x{item.width}, "
-                                  f"the env is {params.height}x{params.width}")
-            timelines.append(item)
-            continue
-        if isinstance(item, (str, Path)) and Path(item).is_dir():
-            timelines += compile_folder(item, lambda path, name: compile_timeline(
-                path, height=params.height, width=params.width, max_steps=params.max_steps,
-                settings=settings, name=name), (TraceError, ReplayError), "replayable trace file")
-            continue
-        timelines.append(compile_timeline(item, height=params.height, width=params.width,
-                                          max_steps=params.max_steps, settings=settings))
-    if not timelines:
+            entries.append((None, item.name, item))
+        elif isinstance(item, (str, Path)) and Path(item).is_dir():
+            entries += compile_folder(item, lambda path, name: (path, name, compile_on(path, name)),
+                                      (TraceError, ReplayError), "replayable trace file")
+        else:
+            entries.append((item, None, compile_on(item)))
+    if not entries:
         raise ConfigError("no trace to replay")
-    return timelines
+    grids = {(t.height, t.width) for source, _, t in entries if source is None} \
+        or {(t.height, t.width) for _, _, t in entries}
+    grid = (max(h for h, _ in grids), max(w for _, w in grids))
+    return [t if source is None or (t.height, t.width) == grid
+            else compile_on(source, name, grid, fit_grid=False) for source, name, t in entries]

@@ -9,7 +9,9 @@ import numpy as np
 from kernels import replay as kernel
 from kernels.world import NUM_ACTIONS, OBS_SIZE
 from puffer_cluster.config import ConfigError, env_defaults
-from puffer_cluster.env import KernelVectorEnv, OneGridGymEnv, as_action_array, observation_space, world_params
+from puffer_cluster.env import (
+    KernelVectorEnv, OneGridGymEnv, as_action_array, observation_space, world_params,
+)
 from puffer_cluster.render import render_ansi, render_rgb
 from puffer_cluster.replay.discovery import load_timelines
 from puffer_cluster.replay.settings import ReplaySettings, replay_settings
@@ -45,6 +47,8 @@ def _replay_setup(self, traces, replay, env_config):
     self.replay_params = self.settings.kernel_params()
     self.timelines = load_timelines(traces, self.params, self.settings)
     self.kernel_timelines = stack_timelines(self.timelines)
+    # The cluster is the timelines' grid (the [env] grid, or smaller when sized to the traces).
+    self.params = self.params._replace(height=self.timelines[0].height, width=self.timelines[0].width)
 
 
 class TraceReplayEnv(KernelVectorEnv):
@@ -53,8 +57,9 @@ class TraceReplayEnv(KernelVectorEnv):
     `traces`: a trace file, a directory of them (files that are not replayable traces are
     skipped with a warning), a Trace, a Timeline, or a list of these; grid g replays trace
     `g % len(traces)` with the seeds of grid g of `GardenerEnv(seed=seed)`, so the (trace, seed)
-    pairs are the same for every policy. `num_envs` defaults to one grid per trace. `replay` overrides `[replay]` keys, the
-    other keyword arguments `[env]` keys. Agents are ordered grid by grid, infos are the mean
+    pairs are the same for every policy. `num_envs` defaults to one grid per trace. `replay`
+    overrides `[replay]` keys, the other keyword arguments `[env]` keys; the grid is the
+    timelines' (see `load_timelines`). Agents are ordered grid by grid, infos are the mean
     episode statistics every `log_interval` steps, as in `GardenerEnv`.
     """
 

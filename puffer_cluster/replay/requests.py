@@ -23,15 +23,33 @@ def _quantity(parse, value: Any, where: str) -> int:
         raise ReplayError(f"{where}: {error}") from None
 
 
+def _field(parent: dict, name: str, kind: type, where: str):
+    """`parent[name]`, an empty `kind` when absent or null; anything else the API server would
+    refuse is a ReplayError."""
+    value = parent.get(name)
+    if value is None:
+        return kind()
+    if not isinstance(value, kind):
+        expected = "a map" if kind is dict else "an array"
+        raise ReplayError(f"{where}.{name}: expected {expected}, got {type(value).__name__} "
+                          f"{_short(value)}")
+    return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _container_requests(container: Any, where: str) -> tuple[int, int]:
     """(millicores, bytes) a container requests."""
     if not isinstance(container, dict):
-        return 0, 0
-    resources = container.get("resources") or {}
-    requests = resources.get("requests") or {} if isinstance(resources, dict) else {}
-    limits = resources.get("limits") or {} if isinstance(resources, dict) else {}
-    cpu = requests.get("cpu", limits.get("cpu")) if isinstance(requests, dict) else None
-    memory = requests.get("memory", limits.get("memory")) if isinstance(requests, dict) else None
+        raise ReplayError(f"{where}: expected a container (a map), got {type(container).__name__}")
+    resources = _field(container, "resources", dict, where)
+    requests = _field(resources, "requests", dict, f"{where}.resources")
+    limits = _field(resources, "limits", dict, f"{where}.resources")
+    cpu = requests.get("cpu", limits.get("cpu"))
+    memory = requests.get("memory", limits.get("memory"))
     return (0 if cpu is None else _quantity(cpu_millicores, cpu, f"{where}.cpu"),
             0 if memory is None else _quantity(memory_bytes, memory, f"{where}.memory"))
 
@@ -41,12 +59,12 @@ def pod_requests(pod_spec: dict, where: str = "pod") -> tuple[int, int]:
     if not isinstance(pod_spec, dict):
         return 0, 0
     cpu = memory = 0
-    for n, container in enumerate(pod_spec.get("containers") or []):
+    for n, container in enumerate(_field(pod_spec, "containers", list, where)):
         c, m = _container_requests(container, f"{where}.containers[{n}]")
         cpu, memory = cpu + c, memory + m
     sidecar_cpu = sidecar_mem = 0
     init_cpu = init_mem = 0
-    for n, container in enumerate(pod_spec.get("initContainers") or []):
+    for n, container in enumerate(_field(pod_spec, "initContainers", list, where)):
         c, m = _container_requests(container, f"{where}.initContainers[{n}]")
         if isinstance(container, dict) and container.get("restartPolicy") == "Always":
             sidecar_cpu, sidecar_mem = sidecar_cpu + c, sidecar_mem + m
@@ -54,12 +72,11 @@ def pod_requests(pod_spec: dict, where: str = "pod") -> tuple[int, int]:
             init_cpu = max(init_cpu, sidecar_cpu + c)
             init_mem = max(init_mem, sidecar_mem + m)
     cpu, memory = max(cpu + sidecar_cpu, init_cpu), max(memory + sidecar_mem, init_mem)
-    overhead = pod_spec.get("overhead") or {}
-    if isinstance(overhead, dict):
-        if "cpu" in overhead:
-            cpu += _quantity(cpu_millicores, overhead["cpu"], f"{where}.overhead.cpu")
-        if "memory" in overhead:
-            memory += _quantity(memory_bytes, overhead["memory"], f"{where}.overhead.memory")
+    overhead = _field(pod_spec, "overhead", dict, where)
+    if "cpu" in overhead:
+        cpu += _quantity(cpu_millicores, overhead["cpu"], f"{where}.overhead.cpu")
+    if "memory" in overhead:
+        memory += _quantity(memory_bytes, overhead["memory"], f"{where}.overhead.memory")
     return cpu, memory
 
 

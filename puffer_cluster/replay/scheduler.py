@@ -15,6 +15,9 @@ import numpy as np
 # kube-scheduler scores a pod without requests as if it asked for this much (schedutil).
 NONZERO_CPU_MILLICORES = 100
 NONZERO_MEMORY_BYTES = 200 * 1024 * 1024
+# The largest pod the replay takes: 100,000 pods of it still sum within int64.
+MAX_POD_MILLICORES = 2**30    # about a million cores
+MAX_POD_BYTES = 2**44         # 16 TiB
 # Which resources a node lacks for a pod that fits nowhere: blocked[k] of `NodeAllocations.place`.
 BLOCKED_CPU, BLOCKED_MEM, BLOCKED_SLOT = range(3)
 

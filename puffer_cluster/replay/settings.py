@@ -8,22 +8,31 @@ import numpy as np
 
 from kernels import replay as kernel
 from puffer_cluster.config import ConfigError
+from puffer_cluster.replay.scheduler import MAX_POD_BYTES, MAX_POD_MILLICORES
+from puffer_cluster.traces import TraceError
 
 GIB = 2**30
 SCHEDULERS = ("least-allocated", "first-fit")
+CLUSTERS = ("trace", "fixed")
+OVERSIZED = ("error", "pending")
 
 
-class ReplayError(ValueError):
-    """A trace that cannot be replayed (e.g. an object the API server would refuse)."""
+class ReplayError(TraceError):
+    """A trace that cannot be replayed (e.g. an object the API server would refuse, a pod larger
+    than a node, more replicas than the replay allows)."""
 
 
 @dataclass(frozen=True)
 class ReplaySettings:
     """The `[replay]` config section (`configs/gardener.ini` documents every key)."""
+    cluster: str = "trace"
+    fill: float = 0.7
     node_cpu: float = 16.0
     node_memory_gib: float = 32.0
     max_pods_per_node: int = 110
+    oversized_pods: str = "error"
     scheduler: str = "least-allocated"
+    whole_trace: bool = True
     step_seconds: float = 1.0
     speed: float = 1.0
     duration: float = 0.0
@@ -31,6 +40,7 @@ class ReplaySettings:
     virtual_ns_prefix: str = "virtual"
     leak_overlay: bool = True
     overlay_init: bool = True
+    overlay_scale: float = 0.25
     usage_noise: float = 0.2
     critical_classes: str = "system-*"
     critical_namespaces: str = "kube-system"
@@ -40,15 +50,20 @@ class ReplaySettings:
 
     def __post_init__(self):
         checks = (
-            (self.node_cpu > 0 and math.isfinite(self.node_cpu), "node_cpu must be > 0"),
-            (self.node_memory_gib > 0 and math.isfinite(self.node_memory_gib),
-             "node_memory_gib must be > 0"),
+            (math.isfinite(self.node_cpu) and 0 < self.node_cpu_millicores <= MAX_POD_MILLICORES,
+             f"node_cpu must be at least 0.001 and at most {MAX_POD_MILLICORES / 1000:g} cores"),
+            (math.isfinite(self.node_memory_gib) and 0 < self.node_memory_bytes <= MAX_POD_BYTES,
+             f"node_memory_gib must be > 0 and at most {MAX_POD_BYTES // GIB}"),
+            (self.cluster in CLUSTERS, f"cluster must be one of {', '.join(CLUSTERS)}"),
+            (0.0 < self.fill <= 1.0, "fill must be in (0, 1]"),
             (self.max_pods_per_node >= 1, "max_pods_per_node must be at least 1"),
+            (self.oversized_pods in OVERSIZED, f"oversized_pods must be one of {', '.join(OVERSIZED)}"),
             (self.scheduler in SCHEDULERS, f"scheduler must be one of {', '.join(SCHEDULERS)}"),
             (self.step_seconds > 0 and math.isfinite(self.step_seconds), "step_seconds must be > 0"),
             (self.speed > 0 and math.isfinite(self.speed), "speed must be > 0"),
             (self.duration >= 0 and math.isfinite(self.duration), "duration must be >= 0"),
             (0.0 <= self.usage_noise <= 1.0, "usage_noise must be in [0, 1]"),
+            (0.0 <= self.overlay_scale <= 1.0, "overlay_scale must be in [0, 1]"),
             (0.0 <= self.critical_prio <= 1.0, "critical_prio must be in [0, 1]"),
             (0.0 <= self.pod_prio <= 1.0, "pod_prio must be in [0, 1]"),
             (bool(self.virtual_ns_prefix), "virtual_ns_prefix must not be empty"),
@@ -67,7 +82,7 @@ class ReplaySettings:
 
     def kernel_params(self) -> kernel.ReplayParams:
         return kernel.ReplayParams(float(self.usage_noise), bool(self.leak_overlay),
-                                   bool(self.overlay_init))
+                                   bool(self.overlay_init), float(self.overlay_scale))
 
 
 def replay_settings(config: dict | ReplaySettings | None = None, **overrides) -> ReplaySettings:

@@ -22,8 +22,8 @@ import numpy as np
 
 from puffer_cluster.replay.controllers import Workload, build_workload
 from puffer_cluster.replay.requests import PodTemplate, Priorities
-from puffer_cluster.replay.scheduler import NodeAllocations
-from puffer_cluster.replay.settings import ReplayError, ReplaySettings
+from puffer_cluster.replay.scheduler import MAX_POD_BYTES, MAX_POD_MILLICORES, NodeAllocations
+from puffer_cluster.replay.settings import GIB, ReplayError, ReplaySettings
 from puffer_cluster.traces import (
     BUILTIN_POD_SPEC_TEMPLATE_PATHS, Trace, TraceError, object_gvk, parse_gvk,
 )
@@ -54,6 +54,10 @@ class ReplayPod:
         return self.started is not None and self.started <= t and (self.ended is None or t < self.ended)
 
 
+def _size(millicores: int, num_bytes: int) -> str:
+    return f"{millicores / 1000:g} CPU / {num_bytes / GIB:.4g} GiB"
+
+
 def _same_gvk(a: str, b: str) -> bool:
     try:
         return parse_gvk(a) == parse_gvk(b)
@@ -62,21 +66,19 @@ def _same_gvk(a: str, b: str) -> bool:
 
 
 class Simulator:
-    """Replays a trace on `nodes` identical nodes up to simulated time `end_wall`; `snapshots`
-    holds (time, requested cpu, requested memory, pod count per node, pending pods) at every
-    change."""
+    """Replays a trace on the nodes of `allocations` up to simulated time `end_wall`;
+    `snapshots` holds (time, requested cpu, requested memory, pod count per node, pending pods)
+    at every change; `events_replayed` counts the trace events it applied."""
 
-    def __init__(self, trace: Trace, settings: ReplaySettings, nodes: int, start_ts: int,
-                 end_wall: float):
+    def __init__(self, trace: Trace, settings: ReplaySettings, allocations: NodeAllocations,
+                 start_ts: int, end_wall: float):
         self.trace = trace
         self.settings = settings
-        self.nodes = nodes
+        self.allocations = allocations
+        self.nodes = len(allocations.cpu)
         self.start_ts = start_ts
         self.end_wall = end_wall
-        self.allocations = NodeAllocations(nodes, settings.node_cpu_millicores,
-                                           settings.node_memory_bytes, settings.max_pods_per_node,
-                                           first_fit=settings.scheduler == "first-fit")
-        self.prio = np.zeros(nodes)
+        self.prio = np.zeros(self.nodes)
         self.pending: list[ReplayPod] = []
         self.pods: list[ReplayPod] = []
         self.workloads: dict[tuple[str, str, str], Workload] = {}
@@ -87,6 +89,7 @@ class Simulator:
         self.queue: list = []
         self.counter = 0
         self.snapshots: list[tuple[float, np.ndarray, np.ndarray, np.ndarray, int]] = []
+        self.events_replayed = 0
         self.objects_applied = 0
         self.objects_deleted = 0
 
@@ -116,7 +119,8 @@ class Simulator:
         state = (nodes.cpu, nodes.mem, nodes.pods)
         if self.snapshots:
             last = self.snapshots[-1]
-            if len(self.pending) == last[4] and all(np.array_equal(a, b) for a, b in zip(state, last[1:4])):
+            if len(self.pending) == last[4] \
+                    and all(np.array_equal(a, b) for a, b in zip(state, last[1:4])):
                 return
         self.snapshots.append((now, nodes.cpu.copy(), nodes.mem.copy(), nodes.pods.copy(),
                                len(self.pending)))
@@ -124,6 +128,7 @@ class Simulator:
     # -- trace events
 
     def apply_event(self, now: float, event):
+        self.events_replayed += 1
         for obj in event.applied_objs:
             self.apply(now, obj)
         for obj in event.deleted_objs:
@@ -185,6 +190,17 @@ class Simulator:
         if len(self.pods) >= MAX_PODS_CREATED:
             raise ReplayError(f"more than {MAX_PODS_CREATED} pods within the horizon "
                               f"(pods of {owner.label} finish too fast?)")
+        if template.cpu > MAX_POD_MILLICORES or template.memory > MAX_POD_BYTES:
+            raise ReplayError(f"{owner.label}: a pod requests {_size(template.cpu, template.memory)}, "
+                              f"more than the replay takes "
+                              f"({_size(MAX_POD_MILLICORES, MAX_POD_BYTES)})")
+        nodes = self.allocations
+        if (template.cpu > nodes.cap_cpu or template.memory > nodes.cap_mem) \
+                and self.settings.oversized_pods == "error":
+            raise ReplayError(f"{owner.label}: a pod requests {_size(template.cpu, template.memory)}, "
+                              f"more than a node ({_size(nodes.cap_cpu, nodes.cap_mem)}): give "
+                              "the nodes more ([replay] node_cpu, node_memory_gib) or size them "
+                              "to the trace (cluster = trace)")
         pod = ReplayPod(workload.vns, workload.pod_name(node, seq), owner.label, seq,
                         template.cpu, template.memory, template.prio, now, pinned_node=node)
         pod.run_seconds = self._run_seconds(owner, seq)
@@ -232,10 +248,16 @@ class Simulator:
         workload.finished(now)
 
     def schedule_pending(self, now: float):
-        waiting = []
+        waiting, refused = [], set()  # requests that fit nowhere stay refused: nodes only fill up
         for pod in self.pending:
+            free = pod.pinned_node < 0
+            if free and (pod.cpu, pod.memory) in refused:
+                waiting.append(pod)
+                continue
             node = self.allocations.choose(pod.cpu, pod.memory, pod.pinned_node)
             if node < 0:
+                if free:
+                    refused.add((pod.cpu, pod.memory))
                 waiting.append(pod)
                 continue
             pod.node, pod.started = node, now

@@ -69,8 +69,7 @@ def parse_quantity(value: str | int | float) -> float:
 
 def parse_cpu_cores(value: str | int | float) -> float:
     """CPU cores, rounded up to whole millicores as the scheduler does ("0.0001" -> 0.001)."""
-    millicores = _parse_resource_amount(value, "CPU") * 1000
-    return float(millicores.to_integral_value(rounding=ROUND_CEILING) / 1000)
+    return float(_exact_millicores(value) / 1000)
 
 
 def parse_memory_bytes(value: str | int | float) -> float:
@@ -79,8 +78,12 @@ def parse_memory_bytes(value: str | int | float) -> float:
 
 
 def cpu_millicores(value: str | int | float) -> int:
-    """Whole millicores, the scheduler's CPU unit."""
-    return int(round(parse_cpu_cores(value) * 1000))
+    """Whole millicores, the scheduler's CPU unit (rounded up, as `parse_cpu_cores`)."""
+    return int(_exact_millicores(value))
+
+
+def _exact_millicores(value: str | int | float) -> Decimal:
+    return (_parse_resource_amount(value, "CPU") * 1000).to_integral_value(rounding=ROUND_CEILING)
 
 
 def memory_bytes(value: str | int | float) -> int:
