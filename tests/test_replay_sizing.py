@@ -36,11 +36,16 @@ def test_the_binding_resource_fills_the_configured_fraction():
 
 
 def test_many_pods_grow_the_grid_and_one_big_pod_gets_a_bigger_node():
+    # 40 equal pods: a node each (6 x 7), the peak fills `fill` of the binding resource (CPU).
     many = make_trace((0, [deployment("web", replicas=40, cpu="100m", memory="100Mi")], []))
     timeline = compile_timeline(many, height=16, width=16)
-    assert (timeline.height, timeline.width) == (7, 7)  # ceil(sqrt(40))
-    capped = compile_timeline(many, height=5, width=6)
-    assert (capped.height, capped.width) == (5, 6)      # at most the [env] grid
+    assert (timeline.height, timeline.width) == (6, 7) and timeline.pending.max() == 0
+    assert timeline.summary()["peak_trace_cpu"] == pytest.approx(0.7 * 40 / 42, abs=1e-3)
+    capped = compile_timeline(many, height=5, width=4)
+    assert (capped.height, capped.width) == (5, 4)      # at most the [env] grid: 2 pods a node
+    assert capped.pending.max() == 0 and capped.summary()["peak_trace_cpu"] == pytest.approx(0.7, abs=1e-3)
+    few = make_trace((0, [deployment("web", replicas=2, cpu="100m", memory="100Mi")], []))
+    assert compile_timeline(few).nodes == 16             # at least 4x4
     # One pod of 8 CPU among small ones: no node is filled above `fill` by it.
     mixed = make_trace((0, [deployment("big", cpu="8", memory="1Gi"),
                             deployment("small", replicas=3, cpu="100m", memory="100Mi")], []))
@@ -156,8 +161,8 @@ def test_ppo_trains_on_several_traces_sized_to_different_grids(tmp_path, monkeyp
     monkeypatch.setattr(ppo, "make_vecenv", replay_vecenv)
     run_dir = ppo.train(config, quiet=True)
     env = envs[0]
-    # Both traces share the larger one's grid (ceil(sqrt(30)) = 6), each with its own nodes.
-    assert [(t.height, t.width) for t in env.timelines] == [(6, 6), (6, 6)]
+    # Both traces share the larger one's grid (30 pods: 5 x 6), each with its own nodes.
+    assert [(t.height, t.width) for t in env.timelines] == [(5, 6), (5, 6)]
     assert env.timelines[0].node_cpu != env.timelines[1].node_cpu
     assert list(env.state.trace) == [0, 1] * 4
     assert (env.state.episode > 0).all() and (run_dir / "final.pt").is_file()

@@ -1,8 +1,9 @@
 """SimKube trace replay: a trace compiled into a timeline of node loads, behind the gardener's
 contract (the same 30-value observation, 8 actions, reward and episode statistics).
 
-Compilation (`compile_timeline`, once per trace, NumPy) replays the trace as SimKube's driver
-does (sk-driver's runner) on an `H x W` grid of identical nodes. The modules, in reading order:
+Compilation (`compile_timeline`, once per trace, NumPy) replays the whole trace as SimKube's
+driver does (sk-driver's runner) on a grid of identical nodes sized to it (or fixed). The
+modules, in reading order:
 
 - `settings`: the `[replay]` config section (`ReplaySettings`) and SimKube's durations;
 - `requests`: a pod's effective request (Kubernetes' arithmetic) and its priority;
@@ -11,12 +12,12 @@ does (sk-driver's runner) on an `H x W` grid of identical nodes. The modules, in
   (shared with SimArena's compile step; `kernels.simarena.place_nb` is its Numba twin);
 - `controllers`: one controller per workload kind (Deployment, DaemonSet, Job, CronJob, Pod...);
 - `simulator`: the driver's events, the controllers and the scheduler as discrete events;
+- `sizing`: the cluster a trace is replayed on, sized to the trace or fixed;
 - `timeline`: `compile_timeline` and the `Timeline` it returns, the kernel's stacked view;
 - `discovery`: trace files under a folder, timelines of a list of traces;
 - `envs`: `TraceReplayEnv` and `TraceReplayGymEnv`.
 
-Units: the timeline holds requested CPU and memory per node in units of one node's capacity
-(`node_cpu` cores, `node_memory_gib` GiB). The dynamics (leak overlay, usage noise, CLEAN,
+Units: the timeline holds requested CPU and memory per node in units of one node's capacity. The dynamics (leak overlay, usage noise, CLEAN,
 SCALE, OOMs, overloads, reward) are in `kernels.replay`.
 """
 from puffer_cluster import REPLAY_GYM_ID as GYM_ID  # registered by the package

@@ -1,6 +1,7 @@
 """Cron schedules, as a CronJob's `spec.schedule` (evaluated on the trace's clock, UTC)."""
 from __future__ import annotations
 
+import bisect
 import math
 from datetime import datetime, timedelta, timezone
 
@@ -31,6 +32,8 @@ class CronSchedule:
         self.fields = [self._parse(part, *b) for part, b in zip(parts, bounds)]
         if 7 in self.fields[4]:
             self.fields[4] = self.fields[4] | {0}
+        # The seconds of the day at which it fires, on the days it fires.
+        self.day_times = sorted(h * 3600 + m * 60 for h in self.fields[1] for m in self.fields[0])
         self.dom_star = parts[2] in ("*", "?")
         self.dow_star = parts[4] in ("*", "?")
 
@@ -73,17 +76,16 @@ class CronSchedule:
         """The first scheduled time strictly after `ts` (seconds since the epoch), up to `limit`;
         None past `limit`, past `MAX_SCAN_DAYS` days, or beyond the calendar (year 9999)."""
         first = math.floor(ts / 60.0) * 60 + 60
-        times = sorted(h * 3600 + m * 60 for h in self.fields[1] for m in self.fields[0])
         try:
             day = datetime.fromtimestamp(first - first % 86400, tz=timezone.utc)
             for _ in range(MAX_SCAN_DAYS):
                 day_ts = day.timestamp()
                 if day_ts > limit:
                     return None
-                if self.matches_day(day):
-                    for offset in times:
-                        if first <= day_ts + offset:
-                            return float(day_ts + offset) if day_ts + offset <= limit else None
+                later = bisect.bisect_left(self.day_times, first - day_ts)
+                if later < len(self.day_times) and self.matches_day(day):
+                    moment = day_ts + self.day_times[later]
+                    return float(moment) if moment <= limit else None
                 day += timedelta(days=1)
         except (OverflowError, OSError, ValueError):  # past what datetime can show
             return None

@@ -348,7 +348,7 @@ def _decode_json(data: bytes) -> Any:
 
 
 # A \uD800-\uDFFF escape: JSON's only way to a string that is not Unicode text (a lone surrogate).
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abAB]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _refuse_lone_surrogates(root: Any) -> None:
