@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+from puffer_cluster.cli import main
 from puffer_cluster.config import load_config
 from puffer_cluster.replay import (
     NodeAllocations, ReplayError, ReplaySettings, TraceReplayEnv, compile_timeline, pod_requests,
@@ -112,19 +113,36 @@ def test_huge_replica_counts_are_refused_before_anything_is_allocated(spec):
         compile_timeline(make_trace((0, [job], [])))
 
 
+def test_pods_that_churn_too_fast_are_refused():
+    # 200 pods replaced every second for 512 s would be 102,400 pods.
+    trace = make_trace((0, [deployment("web", replicas=200)], []),
+                       index={"apps/v1.Deployment": {"default/web": 1}},
+                       lifecycles={("apps/v1.Deployment", "default/web"): {1: [{"Finished": [0, 1]}]}})
+    with pytest.raises(ReplayError, match="more than 50000 pods within the horizon"):
+        compile_timeline(trace)
+
+
 def test_pods_beyond_the_replays_limits_are_refused():
     trace = make_trace((0, [deployment("web", cpu="1e308")], []))
     with pytest.raises(ReplayError, match="more than the replay takes"):
         compile_timeline(trace)
 
 
-def test_lone_surrogates_are_refused_at_load_with_their_path():
+def test_lone_surrogates_are_refused_at_load_with_their_path(tmp_path, capsys):
     text = ('{"version": 2, "config": {"trackedObjects": {}}, "events": [{"ts": 0, '
             '"applied_objs": [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a\\ud800", '
             '"namespace": "x"}}], "deleted_objs": []}], "index": {}, "pod_lifecycles": {}}')
     with pytest.raises(TraceFormatError, match=r"events\[0\]\.applied_objs\[0\]\.metadata\.name: "
                                                r"'a\\ud800' is not Unicode text"):
         loads_trace(text.encode())
+    # inspect and convert refuse it with one line, exit code 2, and write nothing.
+    source = tmp_path / "bad.json"
+    source.write_text(text)
+    for command in (["inspect", str(source)], ["convert", str(source), str(tmp_path / "out.msgpack")]):
+        assert main(["traces", *command]) == 2
+        error = capsys.readouterr().err.strip()
+        assert len(error.splitlines()) == 1 and "is not Unicode text" in error
+    assert not (tmp_path / "out.msgpack").exists()
     # A proper pair is text, and an escaped backslash is not an escape.
     assert loads_trace(text.replace("\\ud800", "\\ud83d\\ude00").encode())
     assert loads_trace(text.replace("\\ud800", "\\\\ud800").encode())

@@ -73,8 +73,8 @@ class NodeAllocations:
         """The node a pod of (cpu, mem) goes to (`pinned`: only that one), or -1."""
         if pinned >= 0:
             return pinned if self.fits(pinned, cpu, mem) else -1
-        no_cpu, no_mem, no_slot = self.shortages(cpu, mem)
-        feasible = ~(no_cpu | no_mem | no_slot)
+        feasible = (self.cpu <= self.cap_cpu - cpu) & (self.mem <= self.cap_mem - mem) \
+            & (self.pods < self.max_pods)
         if not feasible.any():
             return -1
         if self.first_fit:

@@ -28,7 +28,9 @@ from puffer_cluster.traces import (
     BUILTIN_POD_SPEC_TEMPLATE_PATHS, Trace, TraceError, object_gvk, parse_gvk,
 )
 
-MAX_PODS_CREATED = 1_000_000
+# Pods created within the replayed time, at most (pods that finish are replaced: lifecycles of a
+# second over a long trace would create millions).
+MAX_PODS_CREATED = 50_000
 # Within one instant: completions free capacity first, then the trace's events, then cron ticks.
 _COMPLETION, _TRACE_EVENT, _CRON_TICK = range(3)
 
@@ -83,6 +85,7 @@ class Simulator:
         self.pods: list[ReplayPod] = []
         self.workloads: dict[tuple[str, str, str], Workload] = {}
         self.workload_of: dict[int, Workload] = {}
+        self.lifecycle_keys: dict[tuple[str, str, str], tuple | None] = {}
         self.namespaces: list[str] = []
         self.warnings: list[str] = []
         self.priorities = Priorities(settings, self.warnings)
@@ -211,6 +214,18 @@ class Simulator:
 
     def _run_seconds(self, owner: Workload, seq: int) -> float | None:
         """How long a pod runs, from its owner's recorded lifecycles (None: until deleted)."""
+        if owner.key not in self.lifecycle_keys:
+            self.lifecycle_keys[owner.key] = self._lifecycle_key(owner)
+        key = self.lifecycle_keys[owner.key]
+        if key is None:
+            return None
+        lifecycle = self.trace.lookup_pod_lifecycle(*key, seq)
+        if lifecycle.state != "Finished":
+            return None
+        return float(max(1, int(max(0, lifecycle.end_ts - lifecycle.start_ts) / self.settings.speed)))
+
+    def _lifecycle_key(self, owner: Workload) -> tuple[str, str, int] | None:
+        """(gvk, 'namespace/name', pod hash) of the owner's lifecycles, None without any."""
         trace = self.trace
         gvk, namespace, name = owner.key
         ns_name = f"{namespace}/{name}"
@@ -225,10 +240,7 @@ class Simulator:
             if len(by_hash) != 1:
                 return None  # SimKube matches by the pod's stable hash; not computable here
             pod_hash = next(iter(by_hash))
-        lifecycle = trace.lookup_pod_lifecycle(gvk, ns_name, pod_hash, seq)
-        if lifecycle.state != "Finished":
-            return None
-        return float(max(1, int(max(0, lifecycle.end_ts - lifecycle.start_ts) / self.settings.speed)))
+        return gvk, ns_name, pod_hash
 
     def remove_pod(self, now: float, workload: Workload, pod: ReplayPod):
         if pod in workload.active:
