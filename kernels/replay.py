@@ -12,7 +12,8 @@ the numbers are comparable:
 - mem (channel 1): `(requested memory + leak overlay) / cap`. The overlay is the spec's Red Queen
   effect on top of the trace: it starts in `[mem_init_min, mem_init_max)` (`overlay_init`) and
   grows by `leak_i * E(t)` per step, `E(t) = 1 + t / red_queen_horizon`, with the gardener's
-  per-node leak rates; `leak_overlay = False` turns it off (memory is then the requests alone).
+  per-node leak rates, start and rates scaled by `overlay_scale` (so that the trace's own
+  requests stay material); `leak_overlay = False` turns it off (memory is then the requests alone).
 - prio (channel 2): the trace's node priority (critical pods make critical nodes).
 
 One step, per grid (the gardener's order):
@@ -65,6 +66,7 @@ class ReplayParams(NamedTuple):
     usage_noise: float   # cpu usage = request * (1 + usage_noise * (2u - 1)), u uniform
     leak_overlay: bool   # the Red Queen leak on top of the requested memory
     overlay_init: bool   # the overlay starts in [mem_init_min, mem_init_max) (else at 0)
+    overlay_scale: float  # the overlay's start and leak rates are the gardener's times this
 
 
 class Timelines(NamedTuple):
@@ -133,6 +135,18 @@ def allocate_replay_state(num_grids: int, params) -> ReplayState:
     )
 
 
+def expected_overlay(params, rparams: ReplayParams, steps: int) -> float:
+    """The mean overlay (a fraction of a node's memory) of a node nobody cleans after `steps`
+    steps, before any OOM or overload: its expected start plus the expected leak (E[u^2] = 1/3)
+    times the sum of E(t) over the steps."""
+    if not rparams.leak_overlay:
+        return 0.0
+    start = 0.5 * (params.mem_init_min + params.mem_init_max) if rparams.overlay_init else 0.0
+    leak = params.leak_min + (params.leak_max - params.leak_min) / 3.0
+    entropy = steps + steps * (steps + 1) / (2.0 * params.red_queen_horizon)
+    return rparams.overlay_scale * (start + leak * entropy)
+
+
 # ================================================================ NumPy reference
 
 
@@ -198,12 +212,14 @@ def reset_grids_reference(state, params, rparams, timelines, observations, grids
     nodes = np.arange(params.height * params.width, dtype=np.uint64)[None, :]
     if rparams.leak_overlay:
         u = _uniform(seed_col, 0, nodes, STREAM_LEAK)
-        state.leak[grids] = params.leak_min + (params.leak_max - params.leak_min) * (u * u)
+        state.leak[grids] = rparams.overlay_scale * (
+            params.leak_min + (params.leak_max - params.leak_min) * (u * u))
     else:
         state.leak[grids] = 0.0
     if rparams.leak_overlay and rparams.overlay_init:
         u = _uniform(seed_col, 0, nodes, STREAM_MEM_INIT)
-        state.overlay[grids] = params.mem_init_min + (params.mem_init_max - params.mem_init_min) * u
+        state.overlay[grids] = rparams.overlay_scale * (
+            params.mem_init_min + (params.mem_init_max - params.mem_init_min) * u)
     else:
         state.overlay[grids] = 0.0
     state.cap[grids] = 1.0
@@ -356,12 +372,14 @@ def _reset_grid(state, params, rparams, timelines, g):
     for i in range(params.height * params.width):
         if rparams.leak_overlay:
             u = _uniform_nb(seed, 0, i, STREAM_LEAK)
-            state.leak[g, i] = params.leak_min + (params.leak_max - params.leak_min) * (u * u)
+            state.leak[g, i] = rparams.overlay_scale * (
+                params.leak_min + (params.leak_max - params.leak_min) * (u * u))
         else:
             state.leak[g, i] = 0.0
         if rparams.leak_overlay and rparams.overlay_init:
             u = _uniform_nb(seed, 0, i, STREAM_MEM_INIT)
-            state.overlay[g, i] = params.mem_init_min + (params.mem_init_max - params.mem_init_min) * u
+            state.overlay[g, i] = rparams.overlay_scale * (
+                params.mem_init_min + (params.mem_init_max - params.mem_init_min) * u)
         else:
             state.overlay[g, i] = 0.0
         state.cap[g, i] = 1.0

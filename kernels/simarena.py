@@ -39,6 +39,12 @@ from numba import njit, prange
 
 import kernels.fast  # noqa: F401  (selects Numba's fork-safe threading layer before any prange)
 from kernels.rng import counter_hash, counter_hash_nb
+# The scheduler `place_nb` compiles, its constants (blocked[:, k]: the resources a node lacks for
+# the first pod that fits nowhere) and the reference it is tested against.
+from puffer_cluster.replay.scheduler import (
+    BLOCKED_CPU, BLOCKED_MEM, BLOCKED_SLOT, NONZERO_CPU_MILLICORES, NONZERO_MEMORY_BYTES,
+    NodeAllocations,
+)
 
 # Actions: Discrete(7), sim-arena's numbering (runner/one_step.py ACTION_SPACE).
 NOOP, BUMP_CPU, BUMP_MEM, SCALE_UP, REDUCE_CPU, REDUCE_MEM, SCALE_DOWN = range(7)
@@ -70,11 +76,6 @@ NUM_STATS = len(EPISODE_STATS)
 (STAT_RETURN, STAT_LENGTH, STAT_SOLVED, STAT_EDITS, STAT_REFUSED, STAT_IDLE,
  STAT_INVALID) = range(NUM_STATS)
 
-# Which resources a node lacks for the first pod that fits nowhere: blocked[:, k].
-BLOCKED_CPU, BLOCKED_MEM, BLOCKED_SLOT = range(3)
-# kube-scheduler scores a request of 0 as this much (as `puffer_cluster.replay` does).
-NONZERO_CPU_MILLICORES = 100
-NONZERO_MEMORY_BYTES = 200 * 1024 * 1024
 STREAM_SCENARIO = np.uint64(0x5A11A)  # the scenario draw (kernels.rng streams end at 12)
 
 
@@ -339,34 +340,10 @@ def place_reference(bg_cpu, bg_mem, bg_score_cpu, bg_score_mem, bg_pods, cap_cpu
                     max_pods, first_fit, pod_cpu, pod_mem, count, blocked):
     """Place `count` pods of (pod_cpu, pod_mem) on the background nodes; returns how many fit.
     `blocked[:]` gets the nodes short of cpu, memory and a pod slot for the first pod that fits
-    nowhere (zeros when all fit). NumPy over nodes, as `puffer_cluster.replay` chooses nodes."""
-    alloc_cpu, alloc_mem = bg_cpu.copy(), bg_mem.copy()
-    score_cpu, score_mem, pods = bg_score_cpu.copy(), bg_score_mem.copy(), bg_pods.copy()
-    nz_cpu = pod_cpu if pod_cpu > 0 else NONZERO_CPU_MILLICORES
-    nz_mem = pod_mem if pod_mem > 0 else NONZERO_MEMORY_BYTES
-    blocked[:] = 0
-    for placed in range(count):
-        no_cpu = alloc_cpu + pod_cpu > cap_cpu
-        no_mem = alloc_mem + pod_mem > cap_mem
-        no_slot = pods >= max_pods
-        feasible = ~(no_cpu | no_mem | no_slot)
-        if not feasible.any():
-            blocked[BLOCKED_CPU] = int(no_cpu.sum())
-            blocked[BLOCKED_MEM] = int(no_mem.sum())
-            blocked[BLOCKED_SLOT] = int(no_slot.sum())
-            return placed
-        if first_fit:
-            node = int(np.argmax(feasible))
-        else:
-            score = (np.maximum(0, cap_cpu - (score_cpu + nz_cpu)) / cap_cpu
-                     + np.maximum(0, cap_mem - (score_mem + nz_mem)) / cap_mem)
-            node = int(np.argmax(np.where(feasible, score, -np.inf)))
-        alloc_cpu[node] += pod_cpu
-        alloc_mem[node] += pod_mem
-        score_cpu[node] += nz_cpu
-        score_mem[node] += nz_mem
-        pods[node] += 1
-    return count
+    nowhere (zeros when all fit). The replay's scheduler itself (`NodeAllocations.place`)."""
+    nodes = NodeAllocations.from_arrays(bg_cpu, bg_mem, bg_score_cpu, bg_score_mem, bg_pods,
+                                        cap_cpu, cap_mem, max_pods, first_fit)
+    return nodes.place(pod_cpu, pod_mem, count, blocked)
 
 
 def _place_env_reference(params, state, scenarios, e):
@@ -435,7 +412,8 @@ def step_reference(params, state, scenarios, actions, observations, rewards, ter
 def place_nb(bg_cpu, bg_mem, bg_score_cpu, bg_score_mem, bg_pods, cap_cpu, cap_mem, max_pods,
              first_fit, pod_cpu, pod_mem, count, alloc_cpu, alloc_mem, score_cpu, score_mem, pods,
              blocked):
-    """`place_reference` compiled, with work arrays for the node sums (no allocation)."""
+    """`NodeAllocations.place` (the replay's scheduler) compiled, with work arrays for the node
+    sums (no allocation): the same arithmetic in the same order, so the same nodes."""
     nodes = bg_cpu.shape[0]
     for i in range(nodes):
         alloc_cpu[i] = bg_cpu[i]

@@ -39,7 +39,6 @@ from __future__ import annotations
 import copy
 import functools
 import math
-import warnings
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -57,9 +56,9 @@ from puffer_cluster.config import ConfigError
 from puffer_cluster.env import InvalidActionError, KernelVectorEnv, OneGridGymEnv
 from puffer_cluster.policies import PolicyError, checkpoint_path
 from puffer_cluster.replay import (
-    NONZERO_CPU_MILLICORES, NONZERO_MEMORY_BYTES, ReplayError, ReplaySettings, compile_timeline,
-    find_trace_files, pod_requests, replay_settings,
+    NodeAllocations, ReplayError, ReplaySettings, compile_timeline, pod_requests, replay_settings,
 )
+from puffer_cluster.replay.discovery import compile_folder
 from puffer_cluster.traces import Trace, TraceError, TraceEvent, load_trace
 from puffer_cluster.traces.generate import GeneratedTrace, generate_traces
 from puffer_cluster.traces.ops import Safeguards, TraceOpError, find_deployments
@@ -74,7 +73,7 @@ __all__ = [
     "SimArenaSettings", "compile_scenario", "evaluate_simarena", "format_simarena_table",
     "heuristic_actions", "kernel_params", "load_scenarios", "make_simarena_vecenv",
     "observe_steps", "play_simarena_episodes", "random_actions", "simarena_policy",
-    "simarena_settings", "stack_scenarios",
+    "simarena_replay", "simarena_settings", "stack_scenarios",
 ]
 
 
@@ -282,6 +281,12 @@ def _without_target_pods(trace: Trace, targets: list[dict]) -> Trace:
                  pod_lifecycles=trace.pod_lifecycles, extra_fields=trace.extra_fields)
 
 
+def simarena_replay(replay: ReplaySettings) -> ReplaySettings:
+    """The replay as sim-arena runs it: fixed nodes, a pod larger than a node pending (its
+    broken Deployments are exactly that), the count at a fixed time."""
+    return replace(replay, cluster="fixed", oversized_pods="pending", whole_trace=False)
+
+
 def observe_steps(settings: SimArenaSettings, replay: ReplaySettings) -> int:
     """Replay steps up to the observation time (compile_timeline's max_steps)."""
     return max(1, math.ceil(settings.observe_seconds / replay.step_seconds - 1e-9))
@@ -291,7 +296,7 @@ def compile_scenario(trace: Trace | str | Path | GeneratedTrace, settings: SimAr
                      replay: ReplaySettings | None = None, name: str | None = None) -> Scenario:
     """A trace compiled for SimArena on `settings.nodes` nodes of the `[replay]` shape."""
     settings = settings or SimArenaSettings()
-    replay = replay or ReplaySettings()
+    replay = simarena_replay(replay or ReplaySettings())
     if isinstance(trace, GeneratedTrace):
         name = name or trace.name
         trace = trace.trace
@@ -344,15 +349,11 @@ def compile_scenario(trace: Trace | str | Path | GeneratedTrace, settings: SimAr
     if (first_ts - timeline.start_ts) / replay.speed > t_obs:
         raise ScenarioError(f"{name}: Deployment {deploy} is applied after the observation time "
                             f"({settings.observe_seconds:g} s after the first event)")
-    nodes = settings.nodes
-    bg = {key: np.zeros(nodes, dtype=np.int64) for key in ("cpu", "mem", "score_cpu", "score_mem", "pods")}
+    bg = NodeAllocations(settings.nodes, replay.node_cpu_millicores, replay.node_memory_bytes,
+                         replay.max_pods_per_node)
     for pod in timeline.pods:
         if pod.node >= 0 and pod.running_at(t_obs):
-            bg["cpu"][pod.node] += pod.cpu
-            bg["mem"][pod.node] += pod.memory
-            bg["score_cpu"][pod.node] += pod.cpu or NONZERO_CPU_MILLICORES
-            bg["score_mem"][pod.node] += pod.memory or NONZERO_MEMORY_BYTES
-            bg["pods"][pod.node] += 1
+            bg.bind(pod.node, pod.cpu, pod.memory)
     kind = meta.get("name") if isinstance(meta.get("name"), str) else ""
     return Scenario(
         name=name, kind=kind, deploy=deploy,
@@ -360,8 +361,8 @@ def compile_scenario(trace: Trace | str | Path | GeneratedTrace, settings: SimAr
         cpu=first[0], mem=first[1], replicas=replicas,
         cpu_rest=rest[0], cpu_floor=floor[0], cpu_over=over[0],
         mem_rest=rest[1], mem_floor=floor[1], mem_over=over[1],
-        bg_cpu=bg["cpu"], bg_mem=bg["mem"], bg_score_cpu=bg["score_cpu"],
-        bg_score_mem=bg["score_mem"], bg_pods=bg["pods"], observe_seconds=t_obs, trace=trace)
+        bg_cpu=bg.cpu, bg_mem=bg.mem, bg_score_cpu=bg.score_cpu, bg_score_mem=bg.score_mem,
+        bg_pods=bg.pods, observe_seconds=t_obs, trace=trace)
 
 
 @functools.lru_cache(maxsize=8)
@@ -400,16 +401,9 @@ def load_scenarios(traces=None, settings: SimArenaSettings | None = None,
                 raise ConfigError(f"scenario {item.name} has {item.nodes} nodes, the env {settings.nodes}")
             scenarios.append(item)
         elif isinstance(item, (str, Path)) and Path(item).is_dir():
-            found = 0
-            for path in find_trace_files(item):
-                try:
-                    scenarios.append(compile_scenario(path, settings, replay,
-                                                      name=str(path.relative_to(item))))
-                    found += 1
-                except (TraceError, ScenarioError) as error:
-                    warnings.warn(f"skipped {path}: {error}", stacklevel=2)
-            if not found:
-                raise ConfigError(f"no usable SimArena trace (.msgpack, .sktrace, .json) under {item}")
+            scenarios += compile_folder(item, lambda path, name: compile_scenario(
+                path, settings, replay, name=name), (TraceError, ScenarioError),
+                "usable SimArena trace")
         elif isinstance(item, (str, Path)) and not Path(item).exists():
             raise ConfigError(f"[simarena] traces: {item} does not exist")
         else:

@@ -4,10 +4,12 @@ Every trace file under DIR (recursively: .msgpack, .sktrace, .json) is compiled 
 (`puffer_cluster.replay.compile_timeline`) and every policy plays the same `--episodes` seeds
 on it: the statistics of the first episode of grids 0 .. episodes-1 of a `TraceReplayEnv`
 seeded `--seed`, as `puffer-cluster eval` does on the gardener world. A table is printed per
-trace (wins counted against the first policy, pair by pair), then an overall table over every
-(trace, seed) pair. Files that are not traces, or traces that cannot be replayed (a version 1
-trace, an object the API server would refuse...), are skipped with the reason; they never abort
-the run. The exit status is 0 when at least one trace was validated, 1 otherwise.
+trace (wins counted against the first policy, pair by pair) after a line saying what was
+replayed (events and objects, of how many), on which cluster, how much of it the trace fills
+and how strong the leak overlay is; then an overall table over every (trace, seed) pair. Files
+that are not traces, or traces that cannot be replayed (a version 1 trace, an object the API
+server would refuse...), get the row "skipped: reason"; they never abort the run. The exit
+status is 0 when at least one trace was validated, else 2 with one line per reason on stderr.
 """
 from __future__ import annotations
 
@@ -18,11 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
+from kernels.replay import expected_overlay
 from puffer_cluster.config import ConfigError, load_config, world_config
+from puffer_cluster.env import world_params
 from puffer_cluster.evaluate import format_table, play_first_episodes, summarize
 from puffer_cluster.policies import policy_factory
 from puffer_cluster.replay import (
-    ReplayError, ReplaySettings, Timeline, TraceReplayEnv, compile_timeline, find_trace_files,
+    TRACE_SUFFIXES, ReplaySettings, Timeline, TraceReplayEnv, compile_timeline, find_trace_files,
     parse_duration, replay_settings,
 )
 from puffer_cluster.traces import TraceError, load_trace
@@ -48,16 +52,39 @@ def _rows(policy_specs: list[str], stats: list[np.ndarray]) -> list[dict]:
 
 
 def _describe(summary: dict) -> str:
-    return (f"{summary['events']} events, {summary['pods']} pods "
-            f"(at most {summary['max_running']} running, {summary['max_pending']} pending) on "
-            f"{summary['nodes_used']} nodes, {summary['critical_nodes']} critical; "
-            f"episodes of at most {summary['horizon']} steps")
+    return (f"{summary['events_replayed']} of {summary['events_total']} events, "
+            f"{summary['objects_applied']} of {summary['objects_total']} objects applied; "
+            f"{summary['pods']} pods (at most {summary['max_running']} running, "
+            f"{summary['max_pending']} pending) on {summary['nodes_used']} of {summary['grid']} "
+            f"nodes of {summary['node_cpu']:.4g} CPU / {summary['node_memory_gib']:.4g} GiB, "
+            f"{summary['critical_nodes']} critical; the trace's peak requests fill "
+            f"{summary['peak_trace_cpu']:.1%} of the cluster's CPU and "
+            f"{summary['peak_trace_mem']:.1%} of its memory; overlay x{summary['overlay_scale']:g} "
+            f"(an uncleaned node leaks to {summary['overlay_mem_end']:.2f} of its memory); "
+            f"episodes of {summary['horizon']} steps of {summary['step_seconds']:.4g} s")
+
+
+def _replay_one(path: Path, label: str, makers, episodes: int, seed: int, env_config: dict,
+                settings: ReplaySettings):
+    """The timeline's summary and each policy's statistics on one trace file."""
+    timeline = compile_timeline(load_trace(path), height=int(env_config["height"]),
+                                width=int(env_config["width"]),
+                                max_steps=int(env_config["max_steps"]), settings=settings,
+                                name=label)
+    params = world_params(env_config)
+    summary = timeline.summary(float(env_config["crit_threshold"]))
+    summary["overlay_scale"] = settings.overlay_scale
+    summary["overlay_mem_end"] = expected_overlay(params, settings.kernel_params(), timeline.horizon)
+    stats = [play_replay_episodes(make, episodes, seed, timeline, env_config, settings)
+             for make in makers]
+    return summary, stats
 
 
 def validate(policy_specs: list[str], traces: str | Path, episodes: int, seed: int, config: dict,
              echo=print) -> dict:
     """Play every policy on every trace under `traces`; print (through `echo`) and return the
-    tables. Returns {"traces": [...], "skipped": [...], "overall": rows or None}."""
+    tables. Returns {"traces": [...], "skipped": [...], "overall": rows or None}; a trace that
+    cannot be read, compiled or played is skipped with its reason, the others still play."""
     if episodes < 1:
         raise ConfigError("--episodes must be at least 1")
     root = Path(traces)
@@ -68,23 +95,15 @@ def validate(policy_specs: list[str], traces: str | Path, episodes: int, seed: i
     makers = [policy_factory(spec, config, seed) for spec in policy_specs]  # fail early on a typo
     results, skipped = [], []
     totals: list[list[np.ndarray]] = [[] for _ in policy_specs]
-    files = find_trace_files(root)
-    for path in files:
+    for path in find_trace_files(root):
         label = str(path.relative_to(root)) if path != root else path.name
         try:
-            trace = load_trace(path)
-            timeline = compile_timeline(trace, height=int(env_config["height"]),
-                                        width=int(env_config["width"]),
-                                        max_steps=int(env_config["max_steps"]),
-                                        settings=settings, name=label)
-        except (TraceError, ReplayError, OSError) as error:
+            summary, stats = _replay_one(path, label, makers, episodes, seed, env_config, settings)
+        except (TraceError, ConfigError, OSError) as error:
             reason = f"{type(error).__name__}: {error}"
             skipped.append({"file": label, "reason": reason})
-            echo(f"skipped {label}: {reason}")
+            echo(f"\ntrace {label}: skipped: {reason}")
             continue
-        summary = timeline.summary(float(env_config["crit_threshold"]))
-        stats = [play_replay_episodes(make, episodes, seed, timeline, env_config, settings)
-                 for make in makers]
         rows = _rows(policy_specs, stats)
         for total, policy_stats in zip(totals, stats):
             total.append(policy_stats)
@@ -99,8 +118,6 @@ def validate(policy_specs: list[str], traces: str | Path, episodes: int, seed: i
         echo(f"\noverall: {len(results)} traces x {episodes} episodes "
              f"({len(skipped)} files skipped)")
         echo(format_table(overall))
-    elif not files:
-        echo(f"no trace file (.msgpack, .sktrace, .json) under {root}")
     return {"traces": results, "skipped": skipped, "overall": overall}
 
 
@@ -123,7 +140,14 @@ def cmd_validate(args, overrides: list[str]) -> int:
             json.dump({**result, "policies": args.policies, "episodes": args.episodes,
                        "seed": args.seed, "traces_dir": str(args.traces), "config": config},
                       f, indent=2)
-    return 0 if result["traces"] else 1
+    if result["traces"]:
+        return 0
+    for entry in result["skipped"]:
+        print(f"error: {entry['file']}: {entry['reason']}", file=sys.stderr)
+    if not result["skipped"]:
+        print(f"error: no trace file ({', '.join(TRACE_SUFFIXES)}) under {args.traces}",
+              file=sys.stderr)
+    return 2
 
 
 def add_validate_parser(commands) -> argparse.ArgumentParser:

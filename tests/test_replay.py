@@ -33,6 +33,8 @@ DEMO = DATA / "sim-arena" / "demo_trace-0001.json"
 DEMO_V2 = DATA / "sim-arena" / "demo_trace-v2.msgpack"
 CPU_SLIGHT = DATA / "sim-arena" / "demo_trace-cpu-slight.msgpack"
 GIB = 2**30
+# SimKube's KWOK nodes of sim-arena, on the [env] grid: the compiler's semantics by hand.
+FIXED = ReplaySettings(cluster="fixed")
 
 
 def need(path: Path) -> Path:
@@ -215,22 +217,29 @@ def test_speed_compresses_the_driver_sleeps_and_the_lifecycles():
 
 def test_duration_truncates_the_trace_and_the_episode():
     timeline = compile_timeline(need(BARE_PODS), settings=ReplaySettings(duration=100.0))
-    assert timeline.events == 2 and len(timeline.pods) == 2 and timeline.horizon == 100
+    assert timeline.events_replayed == 2 and len(timeline.pods) == 2 and timeline.horizon == 100
+    assert timeline.events_total == 4 and "2 of 4 trace events are not replayed" in timeline.warnings[-1]
     timeline = compile_timeline(need(BARE_PODS), settings=ReplaySettings(duration=100.0, speed=2.0))
-    assert timeline.events == 2 and timeline.horizon == 50
+    assert timeline.events_replayed == 2 and timeline.horizon == 50
+    # 100 s in 30 steps: the whole duration in steps of 100/30 s, or only the first 30 s.
     timeline = compile_timeline(need(BARE_PODS), max_steps=30, settings=ReplaySettings(duration=100.0))
-    assert timeline.horizon == 30 and len(timeline.pods) == 1
+    assert timeline.horizon == 30 and len(timeline.pods) == 2
+    assert timeline.step_seconds == pytest.approx(100 / 30)
+    first = compile_timeline(need(BARE_PODS), max_steps=30,
+                             settings=ReplaySettings(duration=100.0, whole_trace=False))
+    assert first.horizon == 30 and len(first.pods) == 1 and first.events_replayed == 1
+    assert "past the episode's end (30 steps of 1 s)" in first.warnings[-1]
 
 
 def test_requests_sum_to_the_pods_requests():
-    timeline = compile_timeline(need(DEMO))  # a Deployment: 2 replicas of 500m / 512Mi
+    timeline = compile_timeline(need(DEMO), settings=FIXED)  # a Deployment: 2 replicas of 500m / 512Mi
     assert len(timeline.pods) == 2 and timeline.pending_at(0) == 0
     assert timeline.cpu_at(0).sum() == pytest.approx(2 * 0.5 / 16)
     assert timeline.mem_at(0).sum() == pytest.approx(2 * 0.5 / 32)
     assert (timeline.pods_at(0)[:2] == 1).all()  # least-allocated spreads them
 
-    v2 = compile_timeline(need(DEMO_V2))
-    assert len(v2.pods) == 26 and v2.pending_at(0) == 0 and v2.events == 1
+    v2 = compile_timeline(need(DEMO_V2), settings=FIXED)
+    assert len(v2.pods) == 26 and v2.pending_at(0) == 0 and v2.events_replayed == 2
     total_cpu = sum(p.cpu for p in v2.pods) / 16000
     total_mem = sum(p.memory for p in v2.pods) / (32 * GIB)
     assert v2.cpu_at(0).sum() == pytest.approx(total_cpu, rel=1e-6)
@@ -243,23 +252,33 @@ def test_requests_sum_to_the_pods_requests():
 
 
 def test_leading_empty_events_are_skipped_unless_asked():
-    v2 = compile_timeline(need(DEMO_V2), settings=ReplaySettings(skip_leading_empty=False))
-    # The first event is at ts 0, the next 56 years later: nothing happens within the episode.
+    # The first event is at ts 0, the next 56 years later: in steps of 1 s, nothing happens
+    # within the episode, and a warning says so.
+    exact = ReplaySettings(skip_leading_empty=False, whole_trace=False)
+    v2 = compile_timeline(need(DEMO_V2), settings=exact)
     assert v2.pods == [] and running(v2, 512) == 0
+    assert v2.events_replayed == 1 and v2.events_total == 2
+    assert "1 of 2 trace events are not replayed" in v2.warnings[-1]
+    # The whole trace: 56 years in 512 steps, the pods arrive at the last one.
+    whole = compile_timeline(need(DEMO_V2), settings=replace(exact, whole_trace=True))
+    assert whole.events_replayed == 2 and whole.warnings == []
+    assert running(whole, 511) == 0 and running(whole, 512) == 26
+    assert whole.step_seconds * 512 >= 1769672195
 
 
-def test_pods_that_fit_nowhere_are_pending():
-    timeline = compile_timeline(need(CPU_SLIGHT))  # 3 replicas of 17 CPUs on 16-CPU nodes
-    assert len(timeline.pods) == 3 and timeline.pending_at(0) == 3 and running(timeline, 0) == 0
-    small = compile_timeline(need(DEMO), settings=ReplaySettings(node_cpu=0.25))
-    assert small.pending_at(0) == 2
-    fits_one = compile_timeline(need(DEMO), height=1, width=1, settings=ReplaySettings(node_cpu=0.75))
+def test_pods_larger_than_a_node_are_an_error_and_full_nodes_leave_pods_pending():
+    with pytest.raises(ReplayError, match=r"a pod requests 17 CPU / 2 GiB, more than a node "
+                                          r"\(16 CPU / 32 GiB\)"):
+        compile_timeline(need(CPU_SLIGHT), settings=FIXED)  # 3 replicas of 17 CPUs
+    with pytest.raises(ReplayError, match="more than a node"):
+        compile_timeline(need(DEMO), settings=replace(FIXED, node_cpu=0.25))
+    fits_one = compile_timeline(need(DEMO), height=1, width=1, settings=replace(FIXED, node_cpu=0.75))
     assert fits_one.pending_at(0) == 1 and running(fits_one, 0) == 1
 
 
 @pytest.mark.parametrize("scheduler", ["least-allocated", "first-fit"])
 def test_scheduler_is_deterministic_and_respects_capacity(scheduler):
-    settings = ReplaySettings(node_memory_gib=0.75, node_cpu=0.5, scheduler=scheduler,
+    settings = ReplaySettings(cluster="fixed", node_memory_gib=0.75, node_cpu=0.5, scheduler=scheduler,
                               max_pods_per_node=4)
     first = compile_timeline(need(DEMO_V2), height=2, width=3, settings=settings)
     again = compile_timeline(need(DEMO_V2), height=2, width=3, settings=settings)
@@ -273,8 +292,8 @@ def test_scheduler_is_deterministic_and_respects_capacity(scheduler):
 
 
 def test_first_fit_packs_and_least_allocated_spreads():
-    packed = compile_timeline(need(DEMO), settings=ReplaySettings(scheduler="first-fit"))
-    spread = compile_timeline(need(DEMO))
+    packed = compile_timeline(need(DEMO), settings=replace(FIXED, scheduler="first-fit"))
+    spread = compile_timeline(need(DEMO), settings=FIXED)
     assert [p.node for p in packed.pods] == [0, 0]
     assert [p.node for p in spread.pods] == [0, 1]
 
@@ -298,7 +317,7 @@ def test_daemonset_replicas_scaling_and_cascading_delete():
                        (20, [deployment("web", replicas=1)], []),
                        (30, [], [deployment("web")]),
                        (40, [deployment("web", replicas=1, cpu="2")], []))
-    timeline = compile_timeline(trace, height=2, width=3, max_steps=50)
+    timeline = compile_timeline(trace, height=2, width=3, max_steps=50, settings=FIXED)
     assert (timeline.pods_at(0) >= 1).all()  # a DaemonSet pod on every node
     assert [running(timeline, s) - 6 for s in (0, 10, 20, 30, 40)] == [2, 5, 1, 0, 1]
     # A new template replaces the pods (their requests change).
@@ -379,7 +398,8 @@ def world(**overrides):
 
 def test_reference_numba_and_serial_kernels_are_bit_identical():
     params = world(**HARSH, agents_per_grid=2)
-    settings = ReplaySettings(node_cpu=1.0, node_memory_gib=1.0, usage_noise=0.3)
+    settings = ReplaySettings(cluster="fixed", node_cpu=1.0, node_memory_gib=1.0, usage_noise=0.3,
+                              overlay_scale=0.75)
     timelines = [compile_timeline(loaded_trace(), height=4, width=5, max_steps=60, settings=settings),
                  compile_timeline(need(BARE_PODS), height=4, width=5, max_steps=60,
                                   settings=replace(settings, duration=45.0))]
@@ -417,7 +437,8 @@ def test_reference_numba_and_serial_kernels_are_bit_identical():
 def quiet_env(trace=None, settings=None, **overrides):
     trace = trace if trace is not None else make_trace(
         (0, [deployment("web", replicas=16, cpu="500m", memory="400Mi")], []))
-    settings = settings or ReplaySettings(node_cpu=1.0, node_memory_gib=1.0, usage_noise=0.0)
+    settings = settings or ReplaySettings(cluster="fixed", node_cpu=1.0, node_memory_gib=1.0,
+                                          usage_noise=0.0, overlay_scale=1.0)
     env = TraceReplayEnv(trace, num_envs=1, seed=4, replay=settings, **{**QUIET, **overrides})
     env.reset()
     return env
@@ -505,7 +526,7 @@ def test_overload_is_a_crossing_of_full_cpu_counted_once():
 
 
 def test_episode_ends_at_the_horizon_with_statistics():
-    settings = ReplaySettings(node_cpu=1.0, node_memory_gib=1.0, duration=20.0)
+    settings = ReplaySettings(cluster="fixed", node_cpu=1.0, node_memory_gib=1.0, duration=20.0)
     env = quiet_env(settings=settings)
     for t in range(20):
         _, _, terminals, truncations, _ = env.step([NOOP])
@@ -515,7 +536,7 @@ def test_episode_ends_at_the_horizon_with_statistics():
 
 
 def test_usage_noise_stays_around_the_request_and_is_seeded():
-    settings = ReplaySettings(node_cpu=1.0, node_memory_gib=1.0, usage_noise=0.2)
+    settings = ReplaySettings(cluster="fixed", node_cpu=1.0, node_memory_gib=1.0, usage_noise=0.2)
     cpus = []
     for _ in range(2):
         env = quiet_env(settings=settings)
@@ -526,7 +547,7 @@ def test_usage_noise_stays_around_the_request_and_is_seeded():
 
 
 def test_without_the_leak_overlay_memory_is_the_requests():
-    settings = ReplaySettings(node_cpu=1.0, node_memory_gib=1.0, leak_overlay=False)
+    settings = ReplaySettings(cluster="fixed", node_cpu=1.0, node_memory_gib=1.0, leak_overlay=False)
     env = quiet_env(settings=settings, leak_min=0.01, leak_max=0.02)
     for _ in range(50):
         env.step([NOOP])

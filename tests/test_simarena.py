@@ -22,7 +22,7 @@ from puffer_cluster.replay import ReplaySettings, compile_timeline
 from puffer_cluster.simarena import (
     GYM_ID, SimArenaEnv, SimArenaGymEnv, SimArenaSettings, compile_scenario, evaluate_simarena,
     format_simarena_table, heuristic_actions, load_scenarios, observe_steps, random_actions,
-    simarena_settings,
+    simarena_replay, simarena_settings,
 )
 from puffer_cluster.traces import Trace, TraceEvent, save_trace
 from puffer_cluster.traces.generate import SCENARIOS, generate_trace, generate_traces, write_traces
@@ -243,7 +243,7 @@ def target_counts(trace, settings, replay):
 def test_env_counts_equal_replaying_the_edited_trace(scheduler):
     """Each step's edit, done on the trace by `traces.ops` and replayed by `compile_timeline`,
     gives the pod counts and requests the env's arrays give."""
-    settings, replay = SimArenaSettings(nodes=3), ReplaySettings(scheduler=scheduler)
+    settings, replay = SimArenaSettings(nodes=3), simarena_replay(ReplaySettings(scheduler=scheduler))
     rng = np.random.default_rng(11)
     checked = set()
     for index, name in enumerate(SCENARIOS * 2):

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from puffer_cluster.cli import main as cli_main
-from puffer_cluster.replay import compile_timeline
+from puffer_cluster.replay import ReplaySettings, compile_timeline
+from puffer_cluster.simarena import simarena_replay
 from puffer_cluster.traces import (
     Trace,
     TraceError,
@@ -368,8 +369,9 @@ def test_scenarios_start_broken_as_described():
             assert replicas < target
         if scenario not in ("replicas-over", "replicas-under", "composite"):
             assert replicas == target
-        # The replay agrees: a pod over a node's capacity stays pending.
-        timeline = compile_timeline(item.trace, height=1, width=4, max_steps=5)
+        # The replay as sim-arena runs it agrees: a pod over a node's capacity stays pending.
+        timeline = compile_timeline(item.trace, height=1, width=4, max_steps=5,
+                                    settings=simarena_replay(ReplaySettings()))
         web = [pod for pod in timeline.pods if pod.owner.endswith("default/web")]
         assert len(web) == replicas
         pending = sum(pod.started is None for pod in web)

@@ -46,7 +46,7 @@ def test_validate_prints_a_table_per_trace_and_overall(capsys, tmp_path):
                  "sim-arena/demo_trace-v2.msgpack"):
         assert name in validated
     assert "sim-arena/benchmark_scenarios_index.json" in skipped
-    assert f"skipped sim-arena/benchmark_scenarios_index.json: " in text
+    assert "trace sim-arena/benchmark_scenarios_index.json: skipped: " in text
     assert tables(text) == len(validated) + 1  # one per trace, one overall
     for name in validated:
         assert f"\ntrace {name}: " in text
@@ -55,7 +55,19 @@ def test_validate_prints_a_table_per_trace_and_overall(capsys, tmp_path):
         random_row, heuristic_row = entry["policies"]
         assert random_row["name"] == "random" and heuristic_row["name"] == "heuristic"
         assert random_row["episodes"] == 3 and "wins" in heuristic_row
-        assert entry["summary"]["horizon"] == 48
+        summary = entry["summary"]
+        assert summary["horizon"] == 48
+        assert summary["events_replayed"] == summary["events_total"]  # whole traces
+        assert max(summary["peak_trace_cpu"], summary["peak_trace_mem"]) <= 0.7 + 1e-6
+        assert summary["overlay_scale"] == 0.25 and 0 < summary["overlay_mem_end"] < 0.1
+    v2 = next(e["summary"] for e in result["traces"] if e["file"] == "sim-arena/demo_trace-v2.msgpack")
+    # 26 pods, 3,920 MiB at the peak, the largest 450 MiB: 8.7 of them, fewer than 4x4 nodes.
+    assert v2["grid"] == "4x4" and v2["max_running"] == 26
+    assert max(v2["peak_trace_cpu"], v2["peak_trace_mem"]) > 0.1
+    # Traces of different loads give different tables.
+    tables_by_file = {entry["file"]: entry["policies"] for entry in result["traces"]}
+    assert tables_by_file["simkube/examples_traces_cronjob.sktrace"] \
+        != tables_by_file["sim-arena/demo_trace-v2.msgpack"]
     overall = result["overall"]
     assert overall[1]["episodes"] == 3 * len(validated)
     assert result["config"]["env"]["max_steps"] == 48 and "replay" in result["config"]
@@ -81,19 +93,23 @@ def test_bad_files_are_skipped_with_a_clear_message(capsys, tmp_path):
     (tmp_path / "garbage.msgpack").write_bytes(b"\xc1 not msgpack")
     code = main(["validate", "random", "heuristic", "--traces", str(tmp_path), *FAST])
     captured = capsys.readouterr()
-    assert code == 1  # nothing could be validated
-    assert "skipped old.sktrace: TraceVersionError: this is a version 1 SimKube trace" in captured.out
-    assert "skipped arena-v1.json: TraceVersionError: this is a sim-arena version 1 trace" \
+    assert code == 2  # nothing could be validated: one line per reason on stderr
+    assert "trace old.sktrace: skipped: TraceVersionError: this is a version 1 SimKube trace" \
         in captured.out
-    assert "skipped garbage.msgpack: TraceFormatError" in captured.out
+    assert "trace arena-v1.json: skipped: TraceVersionError: this is a sim-arena version 1 trace" \
+        in captured.out
+    assert "trace garbage.msgpack: skipped: TraceFormatError" in captured.out
     assert tables(captured.out) == 0
+    errors = captured.err.strip().splitlines()
+    assert len(errors) == 3 and all(line.startswith("error: ") for line in errors)
+    assert "error: garbage.msgpack: TraceFormatError" in captured.err
 
     # A good trace next to the bad ones is still validated.
     shutil.copy(need(BARE_PODS), tmp_path)
     code = main(["validate", "random", "heuristic", "--traces", str(tmp_path), "--episodes", "2", *FAST])
     captured = capsys.readouterr()
     assert code == 0
-    assert captured.out.count("skipped ") == 3
+    assert captured.out.count(": skipped: ") == 3 and captured.err == ""
     assert tables(captured.out) == 2
     assert "overall: 1 traces x 2 episodes (3 files skipped)" in captured.out
 
@@ -107,7 +123,9 @@ def test_speed_and_duration_options(tmp_path):
     assert result["config"]["replay"]["duration"] == 60.0
     assert result["config"]["replay"]["speed"] == 2.0
     (entry,) = result["traces"]
-    assert entry["summary"]["horizon"] == 30 and entry["summary"]["events"] == 2
+    assert entry["summary"]["horizon"] == 30 and entry["summary"]["events_replayed"] == 2
+    assert entry["summary"]["events_total"] == 4
+    assert "2 of 4 trace events are not replayed" in entry["summary"]["warnings"][-1]
 
 
 def test_errors(capsys, tmp_path):
@@ -117,5 +135,5 @@ def test_errors(capsys, tmp_path):
     assert "no such file or directory" in capsys.readouterr().err
     assert main(["validate", "random", "--traces", str(tmp_path), "--replay.speed", "0"]) == 2
     assert "speed" in capsys.readouterr().err
-    assert main(["validate", "random", "--traces", str(tmp_path)]) == 1
-    assert "no trace file" in capsys.readouterr().out
+    assert main(["validate", "random", "--traces", str(tmp_path)]) == 2
+    assert "no trace file" in capsys.readouterr().err

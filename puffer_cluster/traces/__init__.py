@@ -1,6 +1,8 @@
 """SimKube trace files: the v2 msgpack format, its JSON form, and Kubernetes quantities."""
 
-from puffer_cluster.traces.quantity import QuantityError, parse_cpu_cores, parse_memory_bytes, parse_quantity
+from puffer_cluster.traces.quantity import (
+    QuantityError, cpu_millicores, memory_bytes, parse_cpu_cores, parse_memory_bytes, parse_quantity,
+)
 from puffer_cluster.traces.simkube import (
     BUILTIN_POD_SPEC_TEMPLATE_PATHS,
     TRACE_FORMAT_VERSION,
@@ -35,11 +37,13 @@ __all__ = [
     "TraceEvent",
     "TraceFormatError",
     "TraceVersionError",
+    "cpu_millicores",
     "detect_trace_format",
     "dump_trace",
     "load_json_trace",
     "load_trace",
     "loads_trace",
+    "memory_bytes",
     "object_gvk",
     "object_ns_name",
     "parse_cpu_cores",

@@ -14,7 +14,7 @@ sim-arena's spellings (`bump_cpu_small`, `scale_up_replicas`, ...) are accepted 
 
 - The current value is what the scheduler sees: the container's request, else its limit (which
   Kubernetes copies into a missing request), else 0; replicas default to 1. Quantities in any
-  Kubernetes format are read (`parse_cpu_cores`, `parse_memory_bytes`).
+  Kubernetes format are read (`cpu_millicores`, `memory_bytes`).
 - A bump that would take any edited object past its ceiling raises `SafeguardError` and changes
   nothing (all objects are checked before any is written). A reduce stops at the floor, and a
   value already at or below it is left alone (`OpResult.changed` is False).
@@ -31,7 +31,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from puffer_cluster.traces.quantity import QuantityError, parse_cpu_cores, parse_memory_bytes
+from puffer_cluster.traces.quantity import QuantityError, cpu_millicores, memory_bytes
 from puffer_cluster.traces.simkube import Trace, TraceError
 
 __all__ = [
@@ -201,9 +201,7 @@ def format_memory(num_bytes: int) -> str:
 
 def _parse_amount(resource: str, value: Any, where: str) -> int:
     try:
-        if resource == "cpu":
-            return int(round(parse_cpu_cores(value) * 1000))
-        return int(parse_memory_bytes(value))
+        return cpu_millicores(value) if resource == "cpu" else memory_bytes(value)
     except QuantityError as error:
         raise TraceOpError(f"{where}: {error}") from None
 

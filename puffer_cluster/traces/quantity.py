@@ -16,7 +16,8 @@ import math
 import re
 from decimal import ROUND_CEILING, Decimal, DecimalException
 
-__all__ = ["QuantityError", "parse_cpu_cores", "parse_memory_bytes", "parse_quantity"]
+__all__ = ["QuantityError", "cpu_millicores", "memory_bytes", "parse_cpu_cores", "parse_memory_bytes",
+           "parse_quantity"]
 
 
 class QuantityError(ValueError):
@@ -68,13 +69,26 @@ def parse_quantity(value: str | int | float) -> float:
 
 def parse_cpu_cores(value: str | int | float) -> float:
     """CPU cores, rounded up to whole millicores as the scheduler does ("0.0001" -> 0.001)."""
-    millicores = _parse_resource_amount(value, "CPU") * 1000
-    return float(millicores.to_integral_value(rounding=ROUND_CEILING) / 1000)
+    return float(_exact_millicores(value) / 1000)
 
 
 def parse_memory_bytes(value: str | int | float) -> float:
     """Memory in bytes, rounded up to a whole byte as the scheduler does ("500m" -> 1.0)."""
     return float(_parse_resource_amount(value, "memory").to_integral_value(rounding=ROUND_CEILING))
+
+
+def cpu_millicores(value: str | int | float) -> int:
+    """Whole millicores, the scheduler's CPU unit (rounded up, as `parse_cpu_cores`)."""
+    return int(_exact_millicores(value))
+
+
+def _exact_millicores(value: str | int | float) -> Decimal:
+    return (_parse_resource_amount(value, "CPU") * 1000).to_integral_value(rounding=ROUND_CEILING)
+
+
+def memory_bytes(value: str | int | float) -> int:
+    """Whole bytes, the scheduler's memory unit."""
+    return int(parse_memory_bytes(value))
 
 
 def _parse_resource_amount(value: str | int | float, resource: str) -> Decimal:

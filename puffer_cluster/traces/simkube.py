@@ -33,6 +33,7 @@ or lifecycles), since SimKube cannot replay either.
 """
 
 import json
+import re
 import math
 import os
 import secrets
@@ -334,13 +335,45 @@ def _decode_json(data: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise TraceFormatError(f"not UTF-8 text, so not a JSON trace: {exc}") from exc
     try:
-        return json.loads(text, object_pairs_hook=_map_from_pairs, parse_constant=_refuse_json_constant)
+        document = json.loads(text, object_pairs_hook=_map_from_pairs, parse_constant=_refuse_json_constant)
     except TraceError:
         raise
     except ValueError as exc:  # JSONDecodeError, or an integer too long to convert
         raise TraceFormatError(f"not valid JSON: {exc}") from exc
     except RecursionError as exc:
         raise TraceFormatError("JSON nested too deeply") from exc
+    if _SURROGATE_ESCAPE.search(text):
+        _refuse_lone_surrogates(document)
+    return document
+
+
+# A \uD800-\uDFFF escape: JSON's only way to a string that is not Unicode text (a lone surrogate).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _refuse_lone_surrogates(root: Any) -> None:
+    """Refuse a string that UTF-8 cannot encode (msgpack, SimKube and any writer would fail)."""
+    pending: list[tuple[Any, Any]] = [(root, None)]
+    while pending:
+        value, path = pending.pop()
+        children = value.items() if isinstance(value, dict) else enumerate(value) \
+            if isinstance(value, list) else ()
+        for key, child in children:
+            for text in (key, child):
+                if isinstance(text, str) and not _is_utf8(text):
+                    raise TraceFormatError(f"{_render_path('', (path, key)) or 'trace'}: "
+                                           f"{_describe(text)} is not Unicode text (a lone "
+                                           "surrogate escape)")
+            if isinstance(child, (dict, list)):
+                pending.append((child, (path, key)))
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _refuse_json_constant(name: str) -> None:

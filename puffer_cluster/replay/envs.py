@@ -1,0 +1,144 @@
+"""The replay behind the gardener's contract: `TraceReplayEnv` (native PufferLib 3.0, many grids
+per call) and `TraceReplayGymEnv` (`PufferCluster/TraceReplay-v0`). The dynamics are in
+`kernels.replay`."""
+from __future__ import annotations
+
+import gymnasium
+import numpy as np
+
+from kernels import replay as kernel
+from kernels.world import NUM_ACTIONS, OBS_SIZE
+from puffer_cluster.config import ConfigError, env_defaults
+from puffer_cluster.env import (
+    KernelVectorEnv, OneGridGymEnv, as_action_array, observation_space, world_params,
+)
+from puffer_cluster.render import render_ansi, render_rgb
+from puffer_cluster.replay.discovery import load_timelines
+from puffer_cluster.replay.settings import ReplaySettings, replay_settings
+from puffer_cluster.replay.timeline import stack_timelines
+
+
+class _RenderView:
+    """The attributes `puffer_cluster.render` reads, for one replayed grid."""
+
+    def __init__(self, env, grid: int):
+        s, tl = env.state, env.kernel_timelines
+        self.cpu_base = s.cpu[grid:grid + 1]
+        self.spike = np.zeros_like(self.cpu_base)
+        self.mem = s.mem[grid:grid + 1] + s.overlay[grid:grid + 1]
+        self.prio = tl.prio[s.trace[grid]][None, :]
+        self.cap = s.cap[grid:grid + 1]
+        for name in ("agent_y", "agent_x", "step", "budget", "ep_oom", "ep_crit", "ep_overload",
+                     "ep_return"):
+            setattr(self, name, getattr(s, name)[grid:grid + 1])
+
+
+def _render(env, grid: int, mode: str | None):
+    view = _RenderView(env, grid)
+    params = env.params._replace(max_steps=int(env.kernel_timelines.horizon[env.state.trace[grid]]))
+    if mode == "rgb_array":
+        return render_rgb(view, params, 0, getattr(env, "last_action", None))
+    return render_ansi(view, params, 0)
+
+
+def _replay_setup(self, traces, replay, env_config):
+    self.params = world_params(env_config)
+    self.settings = replay_settings(replay)
+    self.replay_params = self.settings.kernel_params()
+    self.timelines = load_timelines(traces, self.params, self.settings)
+    self.kernel_timelines = stack_timelines(self.timelines)
+    # The cluster is the timelines' grid (the [env] grid, or smaller when sized to the traces).
+    self.params = self.params._replace(height=self.timelines[0].height, width=self.timelines[0].width)
+
+
+class TraceReplayEnv(KernelVectorEnv):
+    """`num_envs` replayed clusters stepped together, auto-resetting; a native PufferLib 3.0 env.
+
+    `traces`: a trace file, a directory of them (files that are not replayable traces are
+    skipped with a warning), a Trace, a Timeline, or a list of these; grid g replays trace
+    `g % len(traces)` with the seeds of grid g of `GardenerEnv(seed=seed)`, so the (trace, seed)
+    pairs are the same for every policy. `num_envs` defaults to one grid per trace. `replay`
+    overrides `[replay]` keys, the other keyword arguments `[env]` keys; the grid is the
+    timelines' (see `load_timelines`). Agents are ordered grid by grid, infos are the mean
+    episode statistics every `log_interval` steps, as in `GardenerEnv`.
+    """
+
+    def __init__(self, traces, num_envs: int | None = None, log_interval: int | None = None,
+                 render_mode: str | None = "ansi", buf=None, seed: int = 0,
+                 replay: dict | ReplaySettings | None = None, **env_config):
+        defaults = env_defaults()
+        _replay_setup(self, traces, replay, env_config)
+        self.num_grids = int(num_envs if num_envs is not None else len(self.timelines))
+        if self.num_grids < 1:
+            raise ConfigError("num_envs must be at least 1")
+        self.log_interval = int(log_interval if log_interval is not None else defaults["log_interval"])
+        self.render_mode = render_mode
+        self.single_observation_space = observation_space()
+        self.single_action_space = gymnasium.spaces.Discrete(NUM_ACTIONS)
+        self.num_agents = self.num_grids * self.params.agents_per_grid
+        super().__init__(buf)
+        self.state = kernel.allocate_replay_state(self.num_grids, self.params)
+        self.state.trace[:] = np.arange(self.num_grids) % len(self.timelines)
+        self.seed = seed
+        self._reset_kernel = kernel.reset_grids if self.num_grids > 1 else kernel.reset_grids_serial
+        self._step_kernel = kernel.step if self.num_grids > 1 else kernel.step_serial
+
+    def _reset_all(self):
+        self._reset_kernel(self.state, self.params, self.replay_params, self.kernel_timelines,
+                           self.observations)
+
+    def _checked_actions(self, actions):
+        actions = as_action_array(actions, self.num_agents)
+        # One compiled signature: Numba types read-only arrays apart.
+        return actions if actions.flags.writeable else actions.copy()
+
+    def _step_all(self, actions):
+        self._step_kernel(self.state, self.params, self.replay_params, self.kernel_timelines,
+                          actions, self.observations, self.rewards, self.terminals,
+                          self.truncations, True)
+
+    def render(self, grid: int = 0):
+        return _render(self, grid, self.render_mode)
+
+
+class TraceReplayGymEnv(OneGridGymEnv):
+    """One replayed cluster as a Gymnasium env (`PufferCluster/TraceReplay-v0`).
+
+    `trace` as in `TraceReplayEnv` (several traces are played in turn, episode by episode).
+    `reset(seed=s)` followed by plain `reset()`s replays exactly the episodes that grid 0 of
+    `TraceReplayEnv(trace, num_envs=1, seed=s)` plays with the same actions (single trace).
+    """
+
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 8}
+
+    def __init__(self, trace=None, render_mode: str | None = None,
+                 replay: dict | ReplaySettings | None = None, **env_config):
+        if trace is None:
+            raise ConfigError("TraceReplayGymEnv needs trace=<a trace file, a directory, a Trace "
+                              "or a Timeline>")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, "
+                             f"got {render_mode!r}")
+        _replay_setup(self, trace, replay, env_config)
+        if self.params.agents_per_grid != 1:
+            raise ConfigError("TraceReplayGymEnv is single-agent: agents_per_grid must be 1")
+        self.render_mode = render_mode
+        self.observation_space = observation_space()
+        self.action_space = gymnasium.spaces.Discrete(NUM_ACTIONS)
+        self.state = kernel.allocate_replay_state(1, self.params)
+        self._init_buffers(OBS_SIZE)
+
+    def _reset_kernel(self, options):
+        self.state.trace[0] = int(self.state.episode[0]) % len(self.timelines)
+        kernel.reset_grids_serial(self.state, self.params, self.replay_params,
+                                  self.kernel_timelines, self._obs)
+
+    def _step_kernel(self):
+        kernel.step_serial(self.state, self.params, self.replay_params, self.kernel_timelines,
+                           self._action, self._obs, self._reward, self._terminal,
+                           self._truncated, False)
+
+    def render(self):
+        if self.render_mode is None:
+            return None
+        return _render(self, 0, self.render_mode)
