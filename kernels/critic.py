@@ -18,16 +18,23 @@ CRITIC_FEATURES = (
     "crit_mem",       # mean memory pressure of the critical nodes (0 without any)
     "oom_progress",   # OOMs so far / oom_limit
     "crit_progress",  # critical OOMs so far / crit_limit
-)
+) + tuple(f"block_mem_{by}_{bx}" for by in range(4) for bx in range(4))
+# The block_mem_* features are a coarse map: the mean memory pressure of each of 4 x 4 blocks of
+# the grid (row-major), so the critic can value moving towards the pressure the gardener cannot see.
+MAP_BLOCKS = 4
+NUM_SUMMARY_FEATURES = 8
 NUM_CRITIC_FEATURES = len(CRITIC_FEATURES)
 HOT_MEM = 0.6
 
 
 @njit(nogil=True, cache=True)
 def _grid_features(state, params, g, out):
-    nodes = params.height * params.width
+    height, width = params.height, params.width
+    nodes = height * width
     cpu_sum = mem_sum = max_mem = crit_sum = 0.0
     hot = crit = 0
+    block_sum = np.zeros(MAP_BLOCKS * MAP_BLOCKS)
+    block_count = np.zeros(MAP_BLOCKS * MAP_BLOCKS)
     for i in range(nodes):
         cap = np.float64(state.cap[g, i])
         cpu = min(1.0, (np.float64(state.cpu_base[g, i]) + np.float64(state.spike[g, i])) / cap)
@@ -39,6 +46,9 @@ def _grid_features(state, params, g, out):
         if state.prio[g, i] >= params.crit_threshold:
             crit += 1
             crit_sum += mem
+        block = (i // width) * MAP_BLOCKS // height * MAP_BLOCKS + (i % width) * MAP_BLOCKS // width
+        block_sum[block] += mem
+        block_count[block] += 1
     out[0] = min(1.0, state.step[g] / params.max_steps)
     out[1] = cpu_sum / nodes
     out[2] = mem_sum / nodes
@@ -47,6 +57,8 @@ def _grid_features(state, params, g, out):
     out[5] = crit_sum / crit if crit > 0 else 0.0
     out[6] = min(1.0, state.ep_oom[g] / params.oom_limit)
     out[7] = min(1.0, state.ep_crit[g] / params.crit_limit)
+    for b in range(MAP_BLOCKS * MAP_BLOCKS):
+        out[NUM_SUMMARY_FEATURES + b] = block_sum[b] / block_count[b]
 
 
 @njit(parallel=True, nogil=True, cache=True)

@@ -21,9 +21,12 @@ def numpy_features(env):
     mem = np.minimum(1.0, s.mem.astype(np.float64) / s.cap)
     crit = s.prio >= p.crit_threshold
     crit_mem = np.where(crit.any(1), (mem * crit).sum(1) / np.maximum(crit.sum(1), 1), 0.0)
+    y, x = np.divmod(np.arange(p.height * p.width), p.width)
+    block = (y * 4 // p.height) * 4 + x * 4 // p.width
+    blocks = [mem[:, block == b].mean(1) for b in range(16)]
     return np.stack([np.minimum(1.0, s.step / p.max_steps), cpu.mean(1), mem.mean(1), mem.max(1),
                      (mem >= 0.6).mean(1), crit_mem, np.minimum(1.0, s.ep_oom / p.oom_limit),
-                     np.minimum(1.0, s.ep_crit / p.crit_limit)], axis=1)
+                     np.minimum(1.0, s.ep_crit / p.crit_limit), *blocks], axis=1)
 
 
 def test_features_follow_the_state_and_leave_the_observation_alone():
