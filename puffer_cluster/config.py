@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import ast
 import configparser
+import math
+import re
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
 DEFAULT_CONFIG = "gardener.ini"
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # `[env]` keys that configure the env object (batch size, logging) rather than the world.
 ENV_OBJECT_KEYS = ("num_envs", "log_interval")
 
@@ -177,3 +181,70 @@ def save_config(config: Config, path: str | Path) -> None:
 def apply_overrides(config: Config, overrides: list[str]) -> Config:
     """A copy of `config` with command-line overrides applied (checked against the schema)."""
     return _apply_layers(config, _override_layers(overrides))
+
+
+def config_section(section: str, *, shared: dict[str, str] | None = None):
+    """Class decorator: a frozen dataclass whose fields are the keys of `[section]` of the
+    schema, with the schema's values as defaults. The class declares each key with its type
+    (checked against the schema) and keeps only its semantic checks; `shared` maps a field to
+    the other section that holds its key. `settings_from` builds one from a config."""
+    def decorate(cls):
+        schema = _read_ini(bundled_config_path())
+        sources = {key: section for key in schema[section]} | (shared or {})
+        declared = cls.__dict__.get("__annotations__", {})
+        if set(declared) != set(sources):
+            raise TypeError(f"{cls.__name__} declares {sorted(declared)}; the schema has "
+                            f"{sorted(sources)}")
+        for name, annotation in declared.items():
+            default = schema[sources[name]][name]
+            if getattr(annotation, "__name__", annotation) != type(default).__name__:
+                raise TypeError(f"{cls.__name__}.{name}: declared {annotation}, the schema's "
+                                f"[{sources[name]}] {name} is a {type(default).__name__}")
+            setattr(cls, name, default)
+        cls.config_section, cls.config_sources = section, sources
+        return dataclass(frozen=True)(cls)
+    return decorate
+
+
+def settings_from(cls, config=None, **overrides):
+    """A `config_section` class from a loaded config (its sections), a dict of its section's
+    keys, or an instance, updated by `overrides`. Missing keys keep the schema's defaults (a
+    checkpoint's config may predate a key); values are typed as the schema's (`_coerce`)."""
+    section = cls.config_section
+    if isinstance(config, cls):
+        base, values = config, {}
+    else:
+        base, config = cls(), dict(config or {})
+        if isinstance(config.get(section), dict):
+            values = dict(config[section])
+            values.update((name, config[source][name]) for name, source in cls.config_sources.items()
+                          if source != section and name in config.get(source, {}))
+        else:
+            values = config
+    values.update(overrides)
+    unknown = sorted(set(values) - set(cls.config_sources))
+    if unknown:
+        raise ConfigError(f"unknown {section} keys {unknown}; valid keys: "
+                          + ", ".join(cls.config_sources))
+    return replace(base, **{name: _coerce(value, getattr(cls, name),
+                                          f"[{cls.config_sources[name]}] {name}")
+                            for name, value in values.items()})
+
+
+def parse_duration(text: str | float | int) -> float:
+    """Seconds >= 0 from a number or '300', '90s', '5m', '1h30m', '2d', '+5m' (the relative
+    durations of SimKube's skctl --duration)."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        rest = str(text).strip().lower().replace(" ", "").removeprefix("+")
+        parts = re.findall(r"(\d+(?:\.\d+)?)([smhd])", rest)
+        if re.fullmatch(r"\d+(\.\d+)?", rest):
+            seconds = float(rest)
+        elif parts and "".join(number + unit for number, unit in parts) == rest:
+            seconds = sum(float(number) * DURATION_UNITS[unit] for number, unit in parts)
+        else:
+            raise ConfigError(f"duration {text!r}: use seconds or e.g. 90s, 5m, 1h30m, 2d")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ConfigError(f"duration {text!r} must be a finite number of seconds >= 0")
+    return seconds

@@ -39,7 +39,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ from kernels.simarena import (
     ACTION_NAMES, EPISODE_STATS, NUM_ACTIONS, OBS_HIGH, OBS_SIZE, REWARDS, SAMPLINGS,
     STAT_LENGTH, STAT_RETURN, STAT_SOLVED,
 )
-from puffer_cluster.config import ConfigError
+from puffer_cluster.config import ConfigError, config_section, settings_from
 from puffer_cluster.env import InvalidActionError, KernelVectorEnv, OneGridGymEnv
 from puffer_cluster.policies import PolicyError, checkpoint_path
 from puffer_cluster.replay import (
@@ -84,36 +84,37 @@ class ScenarioError(ValueError):
 # ---------------------------------------------------------------- settings
 
 
-@dataclass(frozen=True)
+@config_section("simarena")
 class SimArenaSettings:
-    """The `[simarena]` config section (`configs/gardener.ini` documents every key)."""
-    traces: str = ""
-    count: int = 100
-    generate_seed: int = 0
-    nodes: int = 4
-    observe_seconds: float = 60.0
-    deploy: str = "web"
-    namespace: str = "default"
-    target: int = 3
-    max_steps: int = 64
-    sampling: str = "random"
-    reward: str = "shaped"
-    cpu_step_millicores: int = 500
-    memory_step_mib: int = 256
-    replica_step: int = 1
-    min_cpu_millicores: int = 50
-    min_memory_mib: int = 64
-    min_replicas: int = 1
-    max_cpu_millicores: int = 16_000
-    max_memory_mib: int = 32_768
-    max_replicas: int = 100
-    shaped_distance: float = 0.1
-    shaped_pending: float = 0.05
-    shaped_overshoot: float = 0.15
-    shaped_undershoot: float = 0.08
-    max_punish_penalty: float = 0.5
-    cost_edit: float = 0.02
-    cost_resource: float = 0.1
+    """The `[simarena]` config section (`configs/gardener.ini` documents every key and gives the
+    defaults)."""
+    traces: str
+    count: int
+    generate_seed: int
+    nodes: int
+    observe_seconds: float
+    deploy: str
+    namespace: str
+    target: int
+    max_steps: int
+    sampling: str
+    reward: str
+    cpu_step_millicores: int
+    memory_step_mib: int
+    replica_step: int
+    min_cpu_millicores: int
+    min_memory_mib: int
+    min_replicas: int
+    max_cpu_millicores: int
+    max_memory_mib: int
+    max_replicas: int
+    shaped_distance: float
+    shaped_pending: float
+    shaped_overshoot: float
+    shaped_undershoot: float
+    max_punish_penalty: float
+    cost_edit: float
+    cost_resource: float
 
     def __post_init__(self):
         checks = [
@@ -157,37 +158,8 @@ class SimArenaSettings:
 
 
 def simarena_settings(config: dict | SimArenaSettings | None = None, **overrides) -> SimArenaSettings:
-    """Settings from a `[simarena]` dict (or a full config holding one), updated by `overrides`."""
-    if isinstance(config, SimArenaSettings):
-        base, values = config, {}
-    else:
-        base, config = SimArenaSettings(), dict(config or {})
-        section = config.get("simarena")
-        values = dict(section) if isinstance(section, dict) else config
-    values.update(overrides)
-    known = {f.name for f in fields(SimArenaSettings)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"unknown simarena keys {unknown}; valid keys: {', '.join(sorted(known))}")
-    typed = {}
-    defaults = SimArenaSettings()
-    for name, value in values.items():
-        default = getattr(defaults, name)
-        try:
-            if isinstance(default, int):
-                if isinstance(value, bool) or int(value) != value:
-                    raise ValueError
-                typed[name] = int(value)
-            elif isinstance(default, float):
-                if isinstance(value, bool):
-                    raise ValueError
-                typed[name] = float(value)
-            else:
-                typed[name] = "" if value is None else str(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"[simarena] {name}: expected {type(default).__name__}, "
-                              f"got {value!r}") from None
-    return replace(base, **typed)
+    """Settings from a full config, a `[simarena]` dict or settings, updated by `overrides`."""
+    return settings_from(SimArenaSettings, config, **overrides)
 
 
 def kernel_params(settings: SimArenaSettings, replay: ReplaySettings) -> kernel.SimArenaParams:

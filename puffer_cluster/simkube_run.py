@@ -60,7 +60,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from puffer_cluster.config import ConfigError, load_config
+from puffer_cluster.config import ConfigError, load_config, parse_duration
 from puffer_cluster.traces import Trace, TraceError, detect_trace_format, loads_trace
 
 __all__ = [
@@ -386,26 +386,10 @@ def _check_trace_url(url: str, what: str) -> str:
     return url
 
 
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
 def parse_sim_duration(text: str | int) -> int:
     """Whole seconds > 0 from '300', '300s', '5m', '1h30m', '2d' or those with a leading '+'."""
-    if isinstance(text, int) and not isinstance(text, bool):
-        seconds: float = text
-    else:
-        rest = str(text).strip().lower().replace(" ", "").removeprefix("+")
-        problem = f"duration {text!r}: use seconds or e.g. 90s, 5m, 1h30m, 2d"
-        if not rest:
-            raise ConfigError(problem)
-        if re.fullmatch(r"\d+(\.\d+)?", rest):
-            seconds = float(rest)
-        else:
-            parts = re.findall(r"(\d+(?:\.\d+)?)([smhd])", rest)
-            if not parts or "".join(number + unit for number, unit in parts) != rest:
-                raise ConfigError(problem)
-            seconds = sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
-    if not math.isfinite(seconds) or seconds != int(seconds) or seconds < 1:
+    seconds = parse_duration(text)
+    if seconds != int(seconds) or seconds < 1:
         raise ConfigError(f"duration {text!r}: a whole number of seconds, at least 1 "
                           "(SimKube's trace timestamps are in seconds)")
     return int(seconds)

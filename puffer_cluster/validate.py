@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from kernels.replay import expected_overlay
-from puffer_cluster.config import ConfigError, load_config, world_config
+from puffer_cluster.config import ConfigError, load_config, parse_duration, world_config
 from puffer_cluster.env import world_params
 from puffer_cluster.evaluate import format_table, play_first_episodes, summarize
 from puffer_cluster.policies import policy_factory
 from puffer_cluster.replay import (
     TRACE_SUFFIXES, ReplaySettings, Timeline, TraceReplayEnv, compile_timeline, find_trace_files,
-    parse_duration, replay_settings,
+    replay_settings,
 )
 from puffer_cluster.traces import TraceError, load_trace
 

@@ -9,7 +9,7 @@ import pytest
 
 from kernels.world import WorldParams, make_params
 from puffer_cluster import ConfigError, GardenerEnv, GardenerGymEnv, load_config
-from puffer_cluster.config import _coerce, env_defaults
+from puffer_cluster.config import _coerce, config_section, env_defaults, parse_duration, settings_from
 
 
 @pytest.fixture(scope="module")
@@ -251,3 +251,63 @@ def test_batched_step_before_reset_is_refused():
     env = GardenerEnv(num_envs=2)
     with pytest.raises(gymnasium.error.ResetNeeded):
         env.step(np.zeros(2, dtype=np.int32))
+
+
+# ---------------------------------------------------------------- settings from the schema
+
+
+def test_a_settings_class_takes_its_defaults_and_types_from_the_schema():
+    @config_section("simkube", shared={"virtual_ns_prefix": "replay"})
+    class Simkube:
+        driver_image: str
+        driver_namespace: str
+        driver_port: int
+        virtual_ns_prefix: str
+        trace_dir: str
+        image_pull_delay: int
+        image_pull_jitter: int
+        pod_startup_delay: int
+        pod_startup_jitter: int
+        observe_interval: float
+        timeout_grace: float
+        request_timeout: float
+
+    config = load_config(overrides=["--simkube.driver-port", "9000",
+                                    "--replay.virtual-ns-prefix", "sim"])
+    assert Simkube().driver_port == load_config()["simkube"]["driver_port"]
+    settings = settings_from(Simkube, config)
+    assert (settings.driver_port, settings.virtual_ns_prefix) == (9000, "sim")
+    assert settings_from(Simkube, {"driver_port": "8080"}).driver_port == 8080
+    updated = settings_from(Simkube, settings, observe_interval=3)
+    assert updated.observe_interval == 3.0 and isinstance(updated.observe_interval, float)
+    assert updated.driver_port == 9000  # the rest kept
+    with pytest.raises(ConfigError, match=r"\[simkube\] driver_port: expected int"):
+        settings_from(Simkube, {"driver_port": "x"})
+    with pytest.raises(ConfigError, match="unknown simkube keys"):
+        settings_from(Simkube, {"colour": "red"})
+
+
+def test_a_settings_class_must_declare_the_schemas_keys_and_types():
+    with pytest.raises(TypeError, match="schema has"):
+        @config_section("eval")
+        class Missing:
+            episodes: int
+    with pytest.raises(TypeError, match="episodes"):
+        @config_section("eval")
+        class WrongType:
+            greedy: bool
+            episodes: float
+            seed: int
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("300", 300.0), ("90s", 90.0), ("+5m", 300.0), ("1h30m", 5400.0), ("1.5h", 5400.0),
+    ("2d", 172800.0), (" 5 m ", 300.0), (12, 12.0), (0, 0.0)])
+def test_one_duration_grammar(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "5x", "m5", "-3", "1h30", "5 minutes", "inf", "1..5m", -1])
+def test_bad_durations(text):
+    with pytest.raises(ConfigError, match="duration"):
+        parse_duration(text)

@@ -16,13 +16,12 @@ from gymnasium.utils.env_checker import check_env
 
 from kernels import replay as kernel
 from kernels.world import CLEAN, EPISODE_STATS, NOOP, OBS_SIZE, SCALE_FULL, grid_seeds
-from puffer_cluster.config import ConfigError, load_config
+from puffer_cluster.config import ConfigError, load_config, parse_duration
 from puffer_cluster.env import InvalidActionError, world_params
 from puffer_cluster.policies import policy_factory
 from puffer_cluster.replay import (
     GYM_ID, ReplayError, ReplaySettings, TraceReplayEnv, TraceReplayGymEnv, _CronSchedule,
-    compile_timeline, find_trace_files, parse_duration, pod_requests, replay_settings,
-    stack_timelines,
+    compile_timeline, find_trace_files, pod_requests, replay_settings, stack_timelines,
 )
 from puffer_cluster.traces import Trace, TraceEvent
 

@@ -26,7 +26,7 @@ from puffer_cluster.replay.discovery import TRACE_SUFFIXES, find_trace_files, lo
 from puffer_cluster.replay.envs import TraceReplayEnv, TraceReplayGymEnv
 from puffer_cluster.replay.requests import pod_requests
 from puffer_cluster.replay.scheduler import NONZERO_CPU_MILLICORES, NONZERO_MEMORY_BYTES, NodeAllocations
-from puffer_cluster.replay.settings import ReplayError, ReplaySettings, parse_duration, replay_settings
+from puffer_cluster.replay.settings import ReplayError, ReplaySettings, replay_settings
 from puffer_cluster.replay.simulator import ReplayPod
 from puffer_cluster.replay.timeline import Timeline, compile_timeline, stack_timelines
 
@@ -36,5 +36,5 @@ __all__ = [
     "GYM_ID", "NONZERO_CPU_MILLICORES", "NONZERO_MEMORY_BYTES", "TRACE_SUFFIXES", "CronSchedule",
     "NodeAllocations", "ReplayError", "ReplayPod", "ReplaySettings", "Timeline", "TraceReplayEnv",
     "TraceReplayGymEnv", "compile_timeline", "find_trace_files", "load_timelines",
-    "parse_duration", "pod_requests", "replay_settings", "stack_timelines",
+    "pod_requests", "replay_settings", "stack_timelines",
 ]

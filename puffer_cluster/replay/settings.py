@@ -1,13 +1,10 @@
-"""The `[replay]` settings (`configs/gardener.ini` documents every key) and SimKube's durations."""
+"""The `[replay]` settings (`configs/gardener.ini` documents every key)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
-
-import numpy as np
 
 from kernels import replay as kernel
-from puffer_cluster.config import ConfigError
+from puffer_cluster.config import ConfigError, config_section, settings_from
 from puffer_cluster.replay.scheduler import MAX_POD_BYTES, MAX_POD_MILLICORES
 from puffer_cluster.traces import TraceError
 
@@ -22,31 +19,32 @@ class ReplayError(TraceError):
     than a node, more replicas than the replay allows)."""
 
 
-@dataclass(frozen=True)
+@config_section("replay")
 class ReplaySettings:
-    """The `[replay]` config section (`configs/gardener.ini` documents every key)."""
-    cluster: str = "trace"
-    fill: float = 0.7
-    node_cpu: float = 16.0
-    node_memory_gib: float = 32.0
-    max_pods_per_node: int = 110
-    oversized_pods: str = "error"
-    scheduler: str = "least-allocated"
-    whole_trace: bool = True
-    step_seconds: float = 1.0
-    speed: float = 1.0
-    duration: float = 0.0
-    skip_leading_empty: bool = True
-    virtual_ns_prefix: str = "virtual"
-    leak_overlay: bool = True
-    overlay_init: bool = True
-    overlay_scale: float = 0.25
-    usage_noise: float = 0.2
-    critical_classes: str = "system-*"
-    critical_namespaces: str = "kube-system"
-    priority_annotation: str = "puffer-cluster.io/priority"
-    critical_prio: float = 1.0
-    pod_prio: float = 0.5
+    """The `[replay]` config section (`configs/gardener.ini` documents every key and gives the
+    defaults)."""
+    cluster: str
+    fill: float
+    node_cpu: float
+    node_memory_gib: float
+    max_pods_per_node: int
+    oversized_pods: str
+    scheduler: str
+    whole_trace: bool
+    step_seconds: float
+    speed: float
+    duration: float
+    skip_leading_empty: bool
+    virtual_ns_prefix: str
+    leak_overlay: bool
+    overlay_init: bool
+    overlay_scale: float
+    usage_noise: float
+    critical_classes: str
+    critical_namespaces: str
+    priority_annotation: str
+    critical_prio: float
+    pod_prio: float
 
     def __post_init__(self):
         checks = (
@@ -86,69 +84,5 @@ class ReplaySettings:
 
 
 def replay_settings(config: dict | ReplaySettings | None = None, **overrides) -> ReplaySettings:
-    """Settings from a `[replay]` dict (or a full config holding one), updated by `overrides`.
-
-    Missing keys keep the defaults (a checkpoint's config may predate the section)."""
-    if isinstance(config, ReplaySettings):
-        base, values = config, {}
-    else:
-        base, config = ReplaySettings(), dict(config or {})
-        section = config.get("replay")
-        values = dict(section) if isinstance(section, dict) else config
-    values.update(overrides)
-    known = {f.name: f for f in fields(ReplaySettings)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ConfigError(f"unknown replay keys {unknown}; valid keys: {', '.join(known)}")
-    typed = {}
-    for name, value in values.items():
-        default = getattr(ReplaySettings(), name)
-        try:
-            if isinstance(default, bool):
-                if not isinstance(value, (bool, np.bool_)):
-                    raise ValueError
-                typed[name] = bool(value)
-            elif isinstance(default, int):
-                if isinstance(value, bool) or int(value) != value:
-                    raise ValueError
-                typed[name] = int(value)
-            elif isinstance(default, float):
-                if isinstance(value, bool):
-                    raise ValueError
-                typed[name] = float(value)
-            else:
-                typed[name] = str(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"[replay] {name}: expected {type(default).__name__}, "
-                              f"got {value!r}") from None
-    return replace(base, **typed)
-
-
-def parse_duration(text: str | float | int) -> float:
-    """Seconds from '300', '300s', '5m', '1h30m', '2d' (skctl's --duration, relative form)."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        seconds = float(text)
-    else:
-        units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-        rest = str(text).strip().lower().replace(" ", "")
-        if not rest:
-            raise ConfigError("empty duration")
-        try:
-            seconds = float(rest)
-        except ValueError:
-            seconds = 0.0
-            number = ""
-            for char in rest:
-                if char.isdigit() or char == ".":
-                    number += char
-                elif char in units and number:
-                    seconds += float(number) * units[char]
-                    number = ""
-                else:
-                    raise ConfigError(f"duration {text!r}: use seconds or e.g. 90s, 5m, 1h30m") \
-                        from None
-            if number:
-                raise ConfigError(f"duration {text!r}: a number without a unit at the end")
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ConfigError(f"duration {text!r} must be a finite number of seconds >= 0")
-    return seconds
+    """Settings from a full config, a `[replay]` dict or settings, updated by `overrides`."""
+    return settings_from(ReplaySettings, config, **overrides)
