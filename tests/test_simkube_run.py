@@ -16,7 +16,7 @@ import yaml
 
 from puffer_cluster import cli
 from puffer_cluster.config import ConfigError
-from puffer_cluster.simkube_run import (
+from puffer_cluster.simkube import (
     CrdMismatchError, KubeconfigError, LeftoverPodsError, SimkubeSettings, api_client_from_kubeconfig,
     build_simulation, check_crd, default_simulation_name, default_timeout, default_trace_path,
     find_kubeconfig, format_sim_duration, load_hooks, load_replayable_trace, parse_sim_duration,
