@@ -1,4 +1,4 @@
-"""`puffer-cluster validate POLICY... --traces DIR`: the benchmark table on replayed SimKube traces.
+"""The benchmark table on replayed SimKube traces (`puffer-cluster validate POLICY... --traces DIR`).
 
 Every trace file under DIR (recursively: .msgpack, .sktrace, .json) is compiled once
 (`puffer_cluster.replay.compile_timeline`) and every policy plays the same `--episodes` seeds
@@ -13,25 +13,21 @@ status is 0 when at least one trace was validated, else 2 with one line per reas
 """
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from kernels.replay import expected_overlay
-from puffer_cluster.config import ConfigError, load_config, parse_duration, world_config
+from puffer_cluster.config import ConfigError, world_config
 from puffer_cluster.env import world_params
 from puffer_cluster.evaluate import format_table, play_first_episodes, summarize
 from puffer_cluster.policies import policy_factory
 from puffer_cluster.replay import (
-    TRACE_SUFFIXES, ReplaySettings, Timeline, TraceReplayEnv, compile_timeline, find_trace_files,
-    replay_settings,
+    ReplaySettings, Timeline, TraceReplayEnv, compile_timeline, find_trace_files, replay_settings,
 )
 from puffer_cluster.traces import TraceError, load_trace
 
-__all__ = ["add_validate_parser", "cmd_validate", "play_replay_episodes", "validate"]
+__all__ = ["play_replay_episodes", "validate"]
 
 
 def play_replay_episodes(make_policy, episodes: int, seed: int, timeline: Timeline,
@@ -119,59 +115,3 @@ def validate(policy_specs: list[str], traces: str | Path, episodes: int, seed: i
              f"({len(skipped)} files skipped)")
         echo(format_table(overall))
     return {"traces": results, "skipped": skipped, "overall": overall}
-
-
-def cmd_validate(args, overrides: list[str]) -> int:
-    config = load_config(args.config, overrides)
-    if args.speed is not None:
-        config["replay"]["speed"] = float(args.speed)
-    if args.duration is not None:
-        config["replay"]["duration"] = parse_duration(args.duration)
-    replay_settings(config)  # check the values before anything runs
-    try:
-        result = validate(args.policies, args.traces, args.episodes, args.seed, config)
-    except ValueError as error:  # an unknown policy spec
-        if isinstance(error, ConfigError):
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({**result, "policies": args.policies, "episodes": args.episodes,
-                       "seed": args.seed, "traces_dir": str(args.traces), "config": config},
-                      f, indent=2)
-    if result["traces"]:
-        return 0
-    for entry in result["skipped"]:
-        print(f"error: {entry['file']}: {entry['reason']}", file=sys.stderr)
-    if not result["skipped"]:
-        print(f"error: no trace file ({', '.join(TRACE_SUFFIXES)}) under {args.traces}",
-              file=sys.stderr)
-    return 2
-
-
-def add_validate_parser(commands) -> argparse.ArgumentParser:
-    """Register `validate` on the CLI's subparsers (handler called as handler(args, overrides))."""
-    parser = commands.add_parser(
-        "validate", help="play policies on replayed SimKube traces and print the benchmark tables",
-        description="Replay every SimKube trace under --traces (msgpack, sktrace or json, "
-                    "recursively) as a gardener cluster and play each policy on the same seeds: "
-                    "one table per trace, then an overall table. Files that are not replayable "
-                    "traces are skipped with the reason. [replay] config keys tune the replay "
-                    "(e.g. --replay.node-cpu 8).")
-    parser.add_argument("policies", nargs="+",
-                        help="'random', 'heuristic' or a checkpoint path; wins are counted "
-                             "against the first one")
-    parser.add_argument("--traces", required=True, type=Path,
-                        help="a directory of trace files (searched recursively) or one trace file")
-    parser.add_argument("--episodes", type=int, default=20, help="seeds per trace (default 20)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--speed", type=float,
-                        help="replay speed, as SimKube's --speed (overrides replay.speed)")
-    parser.add_argument("--duration",
-                        help="replay only this much of each trace, as SimKube's --duration "
-                             "(seconds, or 90s, 5m, 1h30m; overrides replay.duration)")
-    parser.add_argument("--json", help="also write every table and the config to this file")
-    parser.add_argument("--config", help="a config file overriding configs/gardener.ini")
-    parser.set_defaults(handler=cmd_validate)
-    return parser

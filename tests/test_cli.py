@@ -57,6 +57,23 @@ def test_a_failing_command_says_one_line(tmp_path):
     assert not os.path.lexists(tmp_path / "resources")
 
 
+def test_python_dash_m_puffer_cluster_is_the_cli(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "puffer_cluster", "traces"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: puffer-cluster traces: the following arguments are required: COMMAND "
+        "(see puffer-cluster traces --help)"]
+
+
+def test_commands_take_no_stray_arguments_unless_they_read_a_config(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["traces", "inspect", "x.sktrace", "--env.height", "6"])
+    assert exit_.value.code == 2
+    assert "unrecognized arguments: --env.height 6" in capsys.readouterr().err
+
+
 def test_usage_errors_are_one_line(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["traces", "inspect"])

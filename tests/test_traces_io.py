@@ -1,6 +1,5 @@
 """SimKube trace files: byte-exact round trips on real traces, typed errors, the traces CLI."""
 
-import argparse
 import copy
 import json
 import os
@@ -29,7 +28,7 @@ from puffer_cluster.traces import (
     save_trace,
     trace_to_json,
 )
-from puffer_cluster.traces.commands import add_traces_parser
+from puffer_cluster.cli import main
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 DATA_MISSING = f"the shared SimKube/sim-arena data folder {DATA_DIR} is absent"
@@ -734,10 +733,7 @@ def test_fuzz_json_trace_with_one_field_replaced(path, value):
 
 
 def _run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="puffer-cluster")
-    add_traces_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["traces", *argv])
-    return args.func(args)
+    return main(["traces", *argv])
 
 
 def test_inspect_summarises_the_cronjob_trace(capsys):

@@ -32,7 +32,7 @@ from puffer_cluster.replay import ReplaySettings, compile_timeline  # noqa: E402
 from puffer_cluster.traces import (  # noqa: E402
     TraceError, detect_trace_format, dump_trace, loads_trace, trace_to_json,
 )
-from puffer_cluster.traces.commands import format_summary, summarize_trace  # noqa: E402
+from puffer_cluster.traces.summary import format_summary, summarize_trace  # noqa: E402
 
 REPLAY = ReplaySettings()
 

@@ -55,7 +55,7 @@ __all__ = [
     "trace_to_json",
 ]
 
-# Trace edits and demo-trace generation (sim-arena, issue 6).
+# sim-arena's trace edits and demo traces.
 from puffer_cluster.traces.ops import (  # noqa: E402
     AmbiguousDeploymentError,
     DeploymentNotFoundError,

@@ -1,32 +1,29 @@
-"""`puffer-cluster simkube run --trace FILE`: the command over `puffer_cluster.simkube` (the
-modes, the preflight checks and the exit statuses are described there)."""
+"""`puffer-cluster simkube run --trace FILE`: replay a trace in a SimKube cluster
+(`puffer_cluster.simkube`: the modes, the preflight checks and the exit statuses)."""
 from __future__ import annotations
 
-import argparse
 import signal
 import sys
 from pathlib import Path
 
+from puffer_cluster.cli.common import CLIError
 from puffer_cluster.config import load_config
 from puffer_cluster.simkube import (
-    KubeconfigError, SimkubeRunError, api_client_from_kubeconfig, build_simulation,
-    default_simulation_name, default_timeout, default_trace_path, find_kubeconfig,
-    format_observation, load_hooks, load_replayable_trace, parse_sim_duration, preflight,
-    run_simulation, simkube_settings, simulation_yaml, trace_warnings, virtual_namespaces,
+    KubeconfigError, api_client_from_kubeconfig, build_simulation, default_simulation_name,
+    default_timeout, default_trace_path, find_kubeconfig, format_observation, load_hooks,
+    load_replayable_trace, parse_sim_duration, preflight, run_simulation, simkube_settings,
+    simulation_yaml, trace_warnings, virtual_namespaces,
 )
 from puffer_cluster.traces import TraceError
-
-EXIT_INTERRUPTED = 130
 
 
 # --------------------------------------------------------------------------------------- CLI
 
-def add_simkube_parser(subparsers) -> argparse.ArgumentParser:
-    simkube = subparsers.add_parser(
+def add_parser(commands):
+    simkube = commands.add_parser(
         "simkube", help="run traces in a SimKube cluster",
         description="Run traces in a real SimKube cluster (the simkube.io/v1 Simulation CRD).")
-    commands = simkube.add_subparsers(dest="simkube_command", metavar="COMMAND", required=True)
-    run = commands.add_parser(
+    run_parser = simkube.add_subparsers(dest="simkube_command", metavar="COMMAND", required=True).add_parser(
         "run", help="replay a trace as a SimKube Simulation",
         description="Build a simkube.io/v1 Simulation for a trace, check the cluster, submit it, "
                     "watch its state until Finished or Failed, read the pods of its virtual "
@@ -38,48 +35,46 @@ def add_simkube_parser(subparsers) -> argparse.ArgumentParser:
                "9 Simulation Failed, 10 timeout, 11 API error during the run, 130 interrupted. "
                "[simkube] config keys (driver image, namespace, port, trace_dir, lifecycle delays, "
                "observe_interval, timeout_grace) follow as --simkube.key value.")
-    run.add_argument("--trace", required=True, type=Path, metavar="FILE",
+    run_parser.add_argument("--trace", required=True, type=Path, metavar="FILE",
                      help="the trace (SimKube v2 msgpack), checked here before anything else")
-    run.add_argument("--trace-path", metavar="URL",
+    run_parser.add_argument("--trace-path", metavar="URL",
                      help="where the driver reads the trace in the cluster: file:///path on the "
                           "node, s3://, gs://, azure://... (default: <[simkube] trace_dir>/<FILE's "
                           "name>, i.e. file:///data/<name>)")
-    run.add_argument("--name", help="Simulation name (default: FILE's name without extension)")
-    run.add_argument("--duration", help="replay only this long: seconds or 90s, 5m, 1h30m "
+    run_parser.add_argument("--name", help="Simulation name (default: FILE's name without extension)")
+    run_parser.add_argument("--duration", help="replay only this long: seconds or 90s, 5m, 1h30m "
                                         "(default: the whole trace)")
-    run.add_argument("--speed", type=float, default=1.0, help="SimKube's time multiplier (default 1)")
-    run.add_argument("--repetitions", type=int, default=1, help="runs of the trace (default 1)")
-    run.add_argument("--hooks", action="append", metavar="FILE",
+    run_parser.add_argument("--speed", type=float, default=1.0, help="SimKube's time multiplier (default 1)")
+    run_parser.add_argument("--repetitions", type=int, default=1, help="runs of the trace (default 1)")
+    run_parser.add_argument("--hooks", action="append", metavar="FILE",
                      help="a SimKube hooks file (preStartHooks, ...); repeat to merge in order")
-    run.add_argument("--timeout", help="give up waiting after this long (default: the replayed "
+    run_parser.add_argument("--timeout", help="give up waiting after this long (default: the replayed "
                                        "span / speed * repetitions + [simkube] timeout_grace)")
-    mode = run.add_mutually_exclusive_group()
+    mode = run_parser.add_mutually_exclusive_group()
     mode.add_argument("--dry-run", action="store_true",
                       help="print the Simulation as YAML, call no API (the default without a kubeconfig)")
     mode.add_argument("--read-only", action="store_true",
                       help="print the Simulation and run the preflight checks only (reads, no writes)")
-    run.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
-    run.add_argument("--context", help="kubeconfig context (default: its current context)")
-    run.add_argument("--config", help="a config file overriding configs/gardener.ini")
-    run.set_defaults(handler=cmd_simkube_run)
+    run_parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
+    run_parser.add_argument("--context", help="kubeconfig context (default: its current context)")
+    run_parser.add_argument("--config", help="a config file overriding configs/gardener.ini")
     return simkube
 
 
-def cmd_simkube_run(args: argparse.Namespace, overrides: list[str]) -> int:
-    """The `simkube run` handler: returns the exit status (ConfigError propagates: status 2)."""
+def run(args, overrides: list[str]) -> int:
     config = load_config(args.config, overrides)
     settings = simkube_settings(config)
     try:
         local = load_replayable_trace(args.trace)
     except OSError as exc:
-        return _fail(f"cannot read {args.trace}: {exc.strerror or exc}", 1)
+        raise CLIError(f"cannot read {args.trace}: {exc.strerror or exc}", 1) from None
     except TraceError as exc:
-        return _fail(f"{args.trace}: {exc}", 2)
+        raise CLIError(f"{args.trace}: {exc}") from None
     duration_s = parse_sim_duration(args.duration) if args.duration is not None else None
     try:
         hooks = load_hooks(args.hooks)
     except OSError as exc:
-        return _fail(f"cannot read hooks file {exc.filename}: {exc.strerror or exc}", 1)
+        raise CLIError(f"cannot read hooks file {exc.filename}: {exc.strerror or exc}", 1) from None
     name = args.name if args.name is not None else default_simulation_name(local.path)
     trace_path = args.trace_path or default_trace_path(local.path, settings.trace_dir)
     simulation = build_simulation(name, trace_path, settings, duration_s=duration_s,
@@ -92,27 +87,17 @@ def cmd_simkube_run(args: argparse.Namespace, overrides: list[str]) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     namespaces = virtual_namespaces(local.trace, settings.virtual_ns_prefix)
 
-    if args.dry_run:
-        print(simulation_yaml(simulation), end="")
-        return 0
-    try:
-        kubeconfig = find_kubeconfig(args.kubeconfig)
-    except KubeconfigError as exc:
-        return _fail(str(exc), exc.exit_code)
-    if kubeconfig is None:
-        if args.read_only:
-            return _fail("--read-only checks a cluster, but no kubeconfig was found ($KUBECONFIG, "
-                         "~/.kube/config); pass --kubeconfig", KubeconfigError.exit_code)
+    kubeconfig = None if args.dry_run else find_kubeconfig(args.kubeconfig)
+    if kubeconfig is None and args.read_only:
+        raise KubeconfigError("--read-only checks a cluster, but no kubeconfig was found "
+                              "($KUBECONFIG, ~/.kube/config); pass --kubeconfig")
+    if kubeconfig is None and not args.dry_run:
         print("note: no kubeconfig found ($KUBECONFIG, ~/.kube/config): dry run, nothing was "
               "submitted", file=sys.stderr)
-        print(simulation_yaml(simulation), end="")
-        return 0
-
     print(simulation_yaml(simulation), end="")
-    try:
-        api = api_client_from_kubeconfig(kubeconfig, args.context)
-    except KubeconfigError as exc:
-        return _fail(str(exc), exc.exit_code)
+    if kubeconfig is None:
+        return 0
+    api = api_client_from_kubeconfig(kubeconfig, args.context)
     previous_sigterm = _raise_on_sigterm()
     try:
         print(f"cluster {api.configuration.host} (kubeconfig {kubeconfig}"
@@ -122,26 +107,17 @@ def cmd_simkube_run(args: argparse.Namespace, overrides: list[str]) -> int:
             print("read-only: preflight passed, nothing was submitted")
             return 0
         print(f"submitting Simulation {name}: trace {trace_path}, timeout {timeout_s} s")
-        run = run_simulation(api, simulation, namespaces, timeout_s=timeout_s, settings=settings)
-        history = " -> ".join(state or "(none)" for _, state in run.states)
-        print(f"Simulation {name} {run.state} after {run.elapsed_s:.1f} s ({history})")
-        running = [o for o in run.observations if o["state"] == "Running"]
+        result = run_simulation(api, simulation, namespaces, timeout_s=timeout_s, settings=settings)
+        history = " -> ".join(state or "(none)" for _, state in result.states)
+        print(f"Simulation {name} {result.state} after {result.elapsed_s:.1f} s ({history})")
+        running = [o for o in result.observations if o["state"] == "Running"]
         if running:
             print(f"last pods while running: {format_observation(running[-1]['pods'])}")
         return 0
-    except SimkubeRunError as exc:
-        return _fail(str(exc), exc.exit_code)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
     finally:
-        _restore_sigterm(previous_sigterm)
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
         api.close()
-
-
-def _fail(message: str, code: int) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return code
 
 
 def _sigterm_to_interrupt(signum, frame):
@@ -154,8 +130,3 @@ def _raise_on_sigterm():
         return signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
     except ValueError:  # not the main thread
         return None
-
-
-def _restore_sigterm(previous) -> None:
-    if previous is not None:
-        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,6 @@
+"""`python -m puffer_cluster ...`: the same as `puffer-cluster ...`."""
+import sys
+
+from puffer_cluster.cli import main
+
+sys.exit(main())

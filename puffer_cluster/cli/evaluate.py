@@ -1,0 +1,36 @@
+"""`puffer-cluster eval POLICY...`: the benchmark table on paired seeds."""
+from __future__ import annotations
+
+import json
+
+from puffer_cluster.cli.common import CONFIG_HELP, POLICY_HELP, positive_int
+from puffer_cluster.config import load_config
+
+
+def add_parser(commands):
+    parser = commands.add_parser(
+        "eval", help="play policies on the same seeds and print the benchmark table",
+        description="Play each policy on the same --episodes starting worlds and world "
+                    "randomness (the grids of one env seeded --seed) and print the benchmark "
+                    "table; wins are counted pair by pair against the first policy.")
+    parser.add_argument("policies", nargs="+", metavar="POLICY",
+                        help=POLICY_HELP + "; wins are counted against the first one")
+    parser.add_argument("--episodes", type=positive_int, default=50,
+                        help="episodes per policy, played in one batch (>= 1)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the episodes (the same for every policy)")
+    parser.add_argument("--json", help="also write the numbers and the config to this file")
+    parser.add_argument("--config", help=CONFIG_HELP)
+    return parser
+
+
+def run(args, overrides: list[str]) -> int:
+    from puffer_cluster.evaluate import evaluate, format_table
+    config = load_config(args.config, overrides)
+    rows = evaluate(args.policies, args.episodes, args.seed, config)
+    print(format_table(rows))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"policies": rows, "episodes": args.episodes, "seed": args.seed,
+                       "config": config}, f, indent=2)
+    return 0
