@@ -6,7 +6,7 @@ Only stepping is timed. Actions come from a small ring of arrays drawn beforehan
 (first-call and JIT costs) precedes each row, which then steps for a fixed wall-clock budget
 split into a few windows.
 Every row is compared with the Numba kernel measured in the same run, and says with which
-configuration. The report is a list of sections, so that more (training, issue 4) can follow.
+configuration. The report is a list of sections, so that more (training) can follow.
 """
 from __future__ import annotations
 
@@ -393,7 +393,7 @@ def peak_rss_section() -> Section:
 
 
 # ---------------------------------------------------------------------------------------------
-# Training throughput (issue 4)
+# Training throughput
 
 
 @dataclass(frozen=True)
@@ -670,7 +670,7 @@ SIMARENA_COLUMNS = (
 
 
 def simarena_section(args) -> Section:
-    """SimArena's env throughput (issue 6 asks for at least 10,000 steps/s on one core), from
+    """SimArena's env throughput (the target: at least 10,000 steps/s on one core), from
     bench/simarena_throughput.py."""
     import importlib.util
     path = Path(__file__).resolve().parent / "simarena_throughput.py"

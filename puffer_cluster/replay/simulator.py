@@ -1,6 +1,6 @@
 """The replay as discrete events: SimKube's driver applying and deleting the trace's objects,
 the workload controllers (`puffer_cluster.replay.controllers`) keeping their pods, and the
-scheduler (`puffer_cluster.replay.scheduler`) placing them.
+scheduler (`kernels.placement`) placing them.
 
 - Events in file order; within an event, the applied objects, then the deleted ones. Objects go
   to the virtual namespace `<virtual_ns_prefix>-<namespace>`, created on first use. Deleting an
