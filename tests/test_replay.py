@@ -20,7 +20,7 @@ from kernels.world import (
 )
 from puffer_cluster.config import ConfigError, load_config
 from puffer_cluster.env import InvalidActionError, world_params
-from puffer_cluster.policies import policy_factory
+from puffer_cluster.registry import policy_factory
 from puffer_cluster.replay import (
     GYM_ID, ReplayError, ReplaySettings, TraceReplayEnv, TraceReplayGymEnv, _CronSchedule,
     compile_timeline, find_trace_files, parse_duration, pod_requests, replay_settings,
