@@ -137,9 +137,9 @@ class KernelVectorEnv(pufferlib.PufferEnv):
 
     def state_dict(self) -> dict:
         """Everything a resumed run needs to continue these envs bit for bit: the state arrays
-        (a NamedTuple of arrays), the tick and the last observations."""
+        (a NamedTuple of arrays), the seed, the tick and the last observations."""
         return {"state": {name: array.copy() for name, array in self.state._asdict().items()},
-                "tick": self.tick, "observations": self.observations.copy()}
+                "seed": self.seed, "tick": self.tick, "observations": self.observations.copy()}
 
     def load_state_dict(self, saved: dict) -> None:
         """Put the envs back where `state_dict()` left them (same batch and sizes)."""
@@ -149,7 +149,7 @@ class KernelVectorEnv(pufferlib.PufferEnv):
                 raise ConfigError(f"--resume cannot change the env's batch or size: the saved "
                                   f"{name} has shape {array.shape}, this config's {target.shape}")
             target[...] = array
-        self.tick = saved["tick"]
+        self.seed, self.tick = saved["seed"], saved["tick"]
         self.observations[...] = saved["observations"]
         self._has_reset = True
 

@@ -58,6 +58,6 @@ def evaluate(policy_names: list[str], episodes: int, seed: int, config: dict) ->
     for name, make in zip(policy_names, makers):
         env = spec.episode_env(config, episodes, seed, False)
         stats = play_first_episodes(env, make)
-        rows.append(spec.summarize(name, stats, baseline, env))
+        rows.append(spec.table_row(name, stats, baseline, env))
         baseline = stats if baseline is None else baseline
     return rows

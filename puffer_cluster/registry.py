@@ -19,16 +19,26 @@ from puffer_cluster.policies import (
     CheckpointPolicy, ConstantPolicy, HeuristicPolicy, PolicyError, RandomPolicy, RulePolicy,
     checkpoint_path, shipped_checkpoints,
 )
-from puffer_cluster.tables import format_gardener_table, summarize
+from puffer_cluster.tables import format_gardener_table, statistics_row, summarize
 
 # A baseline: (num_agents, env params, config, seed) -> policy(observations, episode_start).
 Baseline = Callable[[int, Any, dict, int], Callable]
 
 
+def seeded(policy_class) -> Baseline:
+    """A baseline from a class built as `policy_class(num_agents, seed)`."""
+    return lambda num_agents, params, config, seed: policy_class(num_agents, seed)
+
+
+def constant(action: int) -> Baseline:
+    return lambda num_agents, params, config, seed: ConstantPolicy(num_agents, action)
+
+
 @dataclass(frozen=True)
 class EnvSpec:
     """One env, as the trainer, eval, validate, record and bench use it. Its baselines include
-    `heuristic`: the reference line of the trainer's held-out curve."""
+    `heuristic`: the reference line of the trainer's held-out curve. The fields with defaults
+    fit an env of one agent per env whose table shows every statistic's mean."""
     name: str
     make_vecenv: Callable[[dict], Any]        # the trainer's env from a whole config ([vec] too)
     # (config, episodes, seed, heldout) -> a native env whose first episodes make a table, or
@@ -39,13 +49,15 @@ class EnvSpec:
     action_names: tuple[str, ...]
     baselines: Mapping[str, Baseline]         # the policies a name plays, besides checkpoints
     episode_stats: tuple[str, ...]            # rows of the env's `last_stats`
-    summarize: Callable                       # (name, stats, baseline stats, env) -> table row
     format_table: Callable[[list[dict]], str]
     gym_id: str
     gym_env: type                             # the one-env Gymnasium class (`record` renders it)
-    check_config: Callable[[dict], Any]       # raises ConfigError for the env's own sections
-    agents_per_env: Callable[[dict], int]     # agents stepped per env of `[env] num_envs`
-    curve_statistic: tuple[str, str]          # learning_curve.png's second curve: (scalar, label)
+    # (name, stats, baseline stats, env) -> table row; None: `tables.statistics_row`.
+    summarize: Callable | None = None
+    check_config: Callable[[dict], Any] = lambda config: None  # ConfigError for its sections
+    agents_per_env: Callable[[dict], int] = lambda config: 1   # per env of `[env] num_envs`
+    # learning_curve.png's second curve: (scalar, label).
+    curve_statistic: tuple[str, str] = ("environment/episode_length", "episode length")
     teacher: str | None = None                # the baseline that can kickstart training
     privileged_critic: bool = False           # offers `[policy] critic = privileged` features
 
@@ -53,21 +65,22 @@ class EnvSpec:
     def return_column(self) -> int:
         return self.episode_stats.index("episode_return")
 
+    def table_row(self, name: str, stats, baseline, env) -> dict:
+        if self.summarize is not None:
+            return self.summarize(name, stats, baseline, env)
+        return statistics_row(self.name, self.episode_stats, name, stats, baseline)
+
 
 def _gardener_episode_env(config: dict, episodes: int, seed: int, heldout: bool = False):
     """Grids 0 .. episodes-1 of a `GardenerEnv` seeded `seed` (held out: seeded `eval_seed`)."""
     return GardenerEnv(num_envs=episodes, seed=seed, log_interval=2**62, **world_config(config))
 
 
-def _constant(action: int) -> Baseline:
-    return lambda num_agents, params, config, seed: ConstantPolicy(num_agents, action)
-
-
 GARDENER = EnvSpec(
     name="gardener", make_vecenv=make_gardener_vecenv, episode_env=_gardener_episode_env,
     obs_size=world.OBS_SIZE, num_actions=world.NUM_ACTIONS, action_names=world.ACTION_NAMES,
     baselines={
-        "random": lambda num_agents, params, config, seed: RandomPolicy(num_agents, seed),
+        "random": seeded(RandomPolicy),
         "heuristic": lambda num_agents, params, config, seed: HeuristicPolicy(
             num_agents, params, config["heuristic"]),
     },
@@ -87,14 +100,12 @@ SIMARENA = EnvSpec(
             num_agents, seed, draw=simarena.random_actions),
         "heuristic": lambda num_agents, params, config, seed: RulePolicy(
             num_agents, simarena.heuristic_actions),
-        **{name: _constant(action) for action, name in enumerate(simarena_kernel.ACTION_NAMES)},
+        **{name: constant(action) for action, name in enumerate(simarena_kernel.ACTION_NAMES)},
     },
     episode_stats=simarena_kernel.EPISODE_STATS, summarize=simarena.summarize_simarena,
     format_table=simarena.format_simarena_table, gym_id=simarena.GYM_ID,
     gym_env=simarena.SimArenaGymEnv,
-    check_config=simarena.simarena_settings,
-    agents_per_env=lambda config: 1,
-    curve_statistic=("environment/solved", "solved fraction"))
+    check_config=simarena.simarena_settings, curve_statistic=("environment/solved", "solved fraction"))
 
 ENV_SPECS: dict[str, EnvSpec] = {spec.name: spec for spec in (GARDENER, SIMARENA)}
 DEFAULT_ENV = GARDENER.name  # a table row without an "env" key is the gardener's

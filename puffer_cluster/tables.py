@@ -37,6 +37,19 @@ def summarize(name: str, stats: np.ndarray, baseline: np.ndarray | None, env=Non
     }
 
 
+def statistics_row(env_name: str, stat_names, name: str, stats: np.ndarray,
+                   baseline: np.ndarray | None) -> dict:
+    """A row of any env's table: the mean and spread of the return, every other statistic's
+    mean, wins against the baseline."""
+    column = list(stat_names).index("episode_return")
+    return {"env": env_name, "name": name, "episodes": len(stats),
+            "reward_mean": float(stats[:, column].mean()),
+            "reward_std": float(stats[:, column].std()),
+            **{f"{stat}_mean": float(stats[:, k].mean()) for k, stat in enumerate(stat_names)
+               if k != column},
+            **paired_wins(stats, baseline, column)}
+
+
 def format_gardener_table(rows: list[dict]) -> str:
     """The table in the format of the seed README (mu/sigma spelled out in ASCII)."""
     width = max(len(row["name"]) for row in rows)

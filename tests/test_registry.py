@@ -1,6 +1,8 @@
 """The env registry, the envs' state protocol and the trainer's pure pieces."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -60,6 +62,18 @@ def test_state_dict_restores_envs_bit_for_bit(make):
             np.testing.assert_array_equal(x, y)
         assert a[4] == b[4]
     assert second.tick == first.tick == 40
+
+
+def test_a_spec_without_its_own_row_shows_every_statistic():
+    spec = replace(get_env_spec("simarena"), summarize=None)
+    config = small_config("simarena")
+    env = spec.episode_env(config, 4, 0, False)
+    stats = np.arange(4 * len(spec.episode_stats), dtype=float).reshape(4, -1)
+    row = spec.table_row("heuristic", stats, stats[::-1], env)
+    assert row["env"] == "simarena" and row["episodes"] == 4
+    assert row["reward_mean"] == stats[:, spec.return_column].mean()
+    assert {f"{stat}_mean" for stat in spec.episode_stats if stat != "episode_return"} <= set(row)
+    assert (row["wins"], row["ties"]) == (2, 0)
 
 
 def test_state_dict_refuses_another_batch():

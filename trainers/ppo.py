@@ -292,7 +292,7 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
     num_iterations = max(1, args["total_timesteps"] // batch_size)
 
     obs_size = vecenv.single_observation_space.shape[0]  # the actor's, + privileged critic columns
-    critic_extra = getattr(native, "critic_features", 0)
+    critic_extra = getattr(native, "critic_features", 0) if spec.privileged_critic else 0
     agent = make_policy(config["policy"], obs_size - critic_extra, vecenv.single_action_space.n,
                         critic_extra).to(device)
     # Kickstarting: a teacher's actions add a distillation loss that fades out over training.
