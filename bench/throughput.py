@@ -6,7 +6,7 @@ Only stepping is timed. Actions come from a small ring of arrays drawn beforehan
 (first-call and JIT costs) precedes each row, which then steps for a fixed wall-clock budget
 split into a few windows.
 Every row is compared with the Numba kernel measured in the same run, and says with which
-configuration. The report is a list of sections, so that more (training, issue 4) can follow.
+configuration. The report is a list of sections, so that more (training) can follow.
 """
 from __future__ import annotations
 
@@ -393,7 +393,7 @@ def peak_rss_section() -> Section:
 
 
 # ---------------------------------------------------------------------------------------------
-# Training throughput (issue 4)
+# Training throughput
 
 
 @dataclass(frozen=True)
@@ -467,10 +467,11 @@ def measure_ours(grids: int, threads: int, teacher: str, plan: TrainPlan) -> dic
     """`trainers.ppo.train`, timed by its `should_stop` callback (called after each iteration)."""
     import tempfile
 
-    from kernels.world import NUM_ACTIONS
+    from puffer_cluster.registry import get_env_spec
     from trainers import ppo
     from trainers.models import make_policy
     config = training_config(grids, threads, teacher, plan.max_iterations)
+    spec = get_env_spec(config["base"]["env_name"])
     set_threads(threads)
     stamps = []
 
@@ -481,7 +482,7 @@ def measure_ours(grids: int, threads: int, teacher: str, plan: TrainPlan) -> dic
     with tempfile.TemporaryDirectory(prefix="bench-train-") as run_dir:
         ppo.train(config, run_dir=run_dir, should_stop=should_stop, quiet=True)
     num_steps = config["train"]["num_steps"]
-    policy = make_policy(config["policy"], OBS_SIZE, NUM_ACTIONS)
+    policy = make_policy(config["policy"], spec.obs_size, spec.num_actions)
     return {**iteration_speeds(stamps, grids * num_steps, num_steps),
             "params": sum(p.numel() for p in policy.parameters())}
 
@@ -509,14 +510,14 @@ def pufferl_child(spec_text: str) -> None:
     except (AttributeError, RuntimeError) as error:
         return reply(skipped="no compiled kernel torch.ops.pufferlib.compute_puff_advantage: "
                              f"{error}")
+    from puffer_cluster.registry import get_env_spec
     from trainers.models import MLPPolicy
-    from trainers.ppo import make_vecenv
 
     config = training_config(spec["grids"], spec["threads"], "none", plan.max_iterations)
     ours = config["train"]
     set_threads(spec["threads"])
     torch.manual_seed(ours["seed"])
-    vecenv = make_vecenv(config)  # the native GardenerEnv, as ours steps it
+    vecenv = get_env_spec(config["base"]["env_name"]).make_vecenv(config)  # as ours steps it
     hidden = config["policy"]["hidden_size"]
     if spec["policy"] == "default":
         policy = pufferlib.models.Default(vecenv, hidden_size=hidden)
@@ -670,7 +671,7 @@ SIMARENA_COLUMNS = (
 
 
 def simarena_section(args) -> Section:
-    """SimArena's env throughput (issue 6 asks for at least 10,000 steps/s on one core), from
+    """SimArena's env throughput (the target: at least 10,000 steps/s on one core), from
     bench/simarena_throughput.py."""
     import importlib.util
     path = Path(__file__).resolve().parent / "simarena_throughput.py"

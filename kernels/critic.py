@@ -16,7 +16,7 @@ CRITIC_FEATURES = (
     "max_mem",        # the most pressured node
     "hot_fraction",   # nodes with memory pressure >= HOT_MEM
     "crit_mem",       # mean memory pressure of the critical nodes (0 without any)
-    "oom_progress",   # OOMs so far / oom_limit
+    "oom_progress",   # OOMs so far / oom_collapse_count
     "crit_progress",  # critical OOMs so far / crit_limit
 ) + tuple(f"block_mem_{by}_{bx}" for by in range(4) for bx in range(4))
 # The block_mem_* features are a coarse map: the mean memory pressure of each of 4 x 4 blocks of
@@ -55,7 +55,7 @@ def _grid_features(state, params, g, out):
     out[3] = max_mem
     out[4] = hot / nodes
     out[5] = crit_sum / crit if crit > 0 else 0.0
-    out[6] = min(1.0, state.ep_oom[g] / params.oom_limit)
+    out[6] = min(1.0, state.ep_oom[g] / params.oom_collapse_count)
     out[7] = min(1.0, state.ep_crit[g] / params.crit_limit)
     for b in range(MAP_BLOCKS * MAP_BLOCKS):
         out[NUM_SUMMARY_FEATURES + b] = block_sum[b] / block_count[b]

@@ -16,7 +16,8 @@ from kernels.rng import (
     STREAM_SPIKE_SIZE, counter_hash_nb, unit_float_nb,
 )
 from kernels.world import (
-    CLEAN, MOVE_DX, MOVE_DY, NUM_ACTIONS, NUM_CHANNELS, OUTSIDE, SCALE_FULL, SCALE_HALF,
+    CLEAN, MOVE_DX, MOVE_DY, NUM_ACTIONS, NUM_CHANNELS, OBS_BUDGET, OBS_X, OBS_Y, OUTSIDE,
+    SCALE_FULL, SCALE_HALF,
     STAT_AVG_LOAD, STAT_BUDGET_SPENT, STAT_COLLAPSED, STAT_CRIT, STAT_CRIT_RATE, STAT_INVALID,
     STAT_LENGTH, STAT_OOM, STAT_OOM_RATE, STAT_OVERLOAD, STAT_RETURN,
 )
@@ -95,9 +96,9 @@ def _observe_grid(state, params, g, observations):
                     observations[row, k + 1] = OUTSIDE
                     observations[row, k + 2] = OUTSIDE
                 k += NUM_CHANNELS
-        observations[row, k] = y / (height - 1.0)
-        observations[row, k + 1] = x / (width - 1.0)
-        observations[row, k + 2] = state.budget[g]
+        observations[row, OBS_Y] = y / (height - 1.0)
+        observations[row, OBS_X] = x / (width - 1.0)
+        observations[row, OBS_BUDGET] = state.budget[g]
 
 
 @njit(nogil=True, cache=True)
@@ -161,7 +162,7 @@ def settle_grid(state, params, g, ooms, crits, oom_cost, overloads, clean_waste,
     penalties = oom_cost + params.overload_penalty * overloads \
         + params.clean_waste_penalty * clean_waste + params.invalid_penalty * invalid
     reward = params.health_bonus * (1.0 - mean_load) - penalties
-    terminal = state.ep_crit[g] >= params.crit_limit or state.ep_oom[g] >= params.oom_limit
+    terminal = state.ep_crit[g] >= params.crit_limit or state.ep_oom[g] >= params.oom_collapse_count
     if terminal:
         reward -= params.collapse_penalty
     t = state.step[g]

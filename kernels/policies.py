@@ -9,7 +9,9 @@ import numpy as np
 from numba import njit, prange
 
 from kernels.rng import counter_hash_nb, unit_float_nb
-from kernels.world import CLEAN, DOWN, LEFT, NOOP, NUM_ACTIONS, RIGHT, SCALE_HALF, UP
+from kernels.world import (
+    CLEAN, DOWN, LEFT, NOOP, NUM_ACTIONS, OBS_BUDGET, OBS_X, OBS_Y, RIGHT, SCALE_HALF, UP,
+)
 
 STREAM_POLICY = np.uint64(100)
 WINDOW_CENTER = 4
@@ -80,9 +82,9 @@ def heuristic_actions(observations, height, width, clean_cost, scale_cost, crit_
     """
     for agent in prange(observations.shape[0]):
         obs = observations[agent]
-        y = int(round(obs[27] * (height - 1)))
-        x = int(round(obs[28] * (width - 1)))
-        budget = obs[29]
+        y = int(round(obs[OBS_Y] * (height - 1)))
+        x = int(round(obs[OBS_X] * (width - 1)))
+        budget = obs[OBS_BUDGET]
         hot = False
         for k in range(9):
             mem, prio = obs[3 * k + 1], obs[3 * k + 2]

@@ -13,7 +13,8 @@ from kernels.rng import (
     STREAM_SPIKE_SIZE, counter_hash, unit_float,
 )
 from kernels.world import (
-    CLEAN, MOVE_DX, MOVE_DY, NUM_ACTIONS, NUM_CHANNELS, OUTSIDE, SCALE_FULL, SCALE_HALF,
+    CLEAN, MOVE_DX, MOVE_DY, NUM_ACTIONS, NUM_CHANNELS, OBS_BUDGET, OBS_X, OBS_Y, OUTSIDE,
+    SCALE_FULL, SCALE_HALF,
     STAT_AVG_LOAD, STAT_BUDGET_SPENT, STAT_COLLAPSED, STAT_CRIT, STAT_CRIT_RATE, STAT_INVALID,
     STAT_LENGTH, STAT_OOM, STAT_OOM_RATE, STAT_OVERLOAD, STAT_RETURN,
 )
@@ -88,9 +89,9 @@ def observe(state, params, observations, grids=None):
                 for c, value in enumerate((cpu, mem, state.prio[grids, i])):
                     observations[rows, k + c] = np.where(inside, value, OUTSIDE)
                 k += NUM_CHANNELS
-        observations[rows, k] = y / (height - 1.0)
-        observations[rows, k + 1] = x / (width - 1.0)
-        observations[rows, k + 2] = state.budget[grids]
+        observations[rows, OBS_Y] = y / (height - 1.0)
+        observations[rows, OBS_X] = x / (width - 1.0)
+        observations[rows, OBS_BUDGET] = state.budget[grids]
 
 
 def _apply_actions(state, params, actions):
@@ -219,7 +220,7 @@ def settle(state, params, ooms, crits, oom_cost, overloads, clean_waste, invalid
     penalties = oom_cost + params.overload_penalty * overloads \
         + params.clean_waste_penalty * clean_waste + params.invalid_penalty * invalid
     reward = params.health_bonus * (1.0 - mean_load) - penalties
-    terminal = (state.ep_crit >= params.crit_limit) | (state.ep_oom >= params.oom_limit)
+    terminal = (state.ep_crit >= params.crit_limit) | (state.ep_oom >= params.oom_collapse_count)
     reward = np.where(terminal, reward - params.collapse_penalty, reward)
     truncated = ~terminal & (state.step >= truncate_at)
     state.ep_return[:] += reward

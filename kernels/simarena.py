@@ -41,7 +41,7 @@ import kernels.fast  # noqa: F401  (selects Numba's fork-safe threading layer be
 from kernels.rng import counter_hash, counter_hash_nb
 # The scheduler `place_nb` compiles, its constants (blocked[:, k]: the resources a node lacks for
 # the first pod that fits nowhere) and the reference it is tested against.
-from puffer_cluster.replay.scheduler import (
+from kernels.placement import (
     BLOCKED_CPU, BLOCKED_MEM, BLOCKED_SLOT, NONZERO_CPU_MILLICORES, NONZERO_MEMORY_BYTES,
     NodeAllocations,
 )

@@ -22,7 +22,11 @@ MOVE_DX = np.array([0, 0, 0, -1, 1, 0, 0, 0], dtype=np.int64)
 CPU, MEM, PRIO = 0, 1, 2
 NUM_CHANNELS = 3
 WINDOW = 3
-OBS_SIZE = WINDOW * WINDOW * NUM_CHANNELS + 3
+# Named offsets of the values after the window: position (scaled to [0, 1]) and budget.
+OBS_Y = WINDOW * WINDOW * NUM_CHANNELS
+OBS_X = OBS_Y + 1
+OBS_BUDGET = OBS_Y + 2
+OBS_SIZE = OBS_BUDGET + 1
 OUTSIDE = -1.0  # what a neighbour outside the grid reads on every channel
 
 # Episode statistics, in the order of the rows of `WorldState.last_stats` and `finished_sum`.
@@ -71,7 +75,7 @@ class WorldParams(NamedTuple):
     invalid_penalty: float
     collapse_penalty: float
     crit_limit: int
-    oom_limit: int  # total OOMs that collapse the cluster (from the config's node fraction)
+    oom_collapse_count: int  # total OOMs that collapse the cluster (config: oom_limit, a node fraction)
 
 
 class WorldState(NamedTuple):
@@ -124,7 +128,7 @@ def make_params(env_config: dict) -> WorldParams:
     """
     values = {}
     for name, kind in WorldParams.__annotations__.items():
-        if name == "oom_limit":
+        if name == "oom_collapse_count":
             continue
         values[name] = int(env_config[name]) if kind is int else float(env_config[name])
     problems = [f"{name} = {value} is not finite" for name, value in values.items()
@@ -149,8 +153,8 @@ def make_params(env_config: dict) -> WorldParams:
         problems.append(f"oom_limit = {oom_fraction} must be a fraction of the nodes in (0, 1]")
     if problems:
         raise ValueError("invalid world parameters: " + "; ".join(problems))
-    oom_limit = max(1, int(round(oom_fraction * height * width)))
-    return WorldParams(**values, oom_limit=oom_limit)
+    oom_collapse_count = max(1, int(round(oom_fraction * height * width)))
+    return WorldParams(**values, oom_collapse_count=oom_collapse_count)
 
 
 def allocate_state(num_grids: int, params: WorldParams) -> WorldState:

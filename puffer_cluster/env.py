@@ -8,14 +8,15 @@ from __future__ import annotations
 import gymnasium
 import numpy as np
 import pufferlib
+import pufferlib.vector
 
 from kernels import fast
 from kernels.critic import NUM_CRITIC_FEATURES, write_critic_features
 from kernels.jit_cache import announce_if_cold
 from kernels.world import (
-    EPISODE_STATS, NUM_ACTIONS, OBS_SIZE, allocate_state, grid_seeds, make_params,
+    EPISODE_STATS, NUM_ACTIONS, OBS_SIZE, WorldParams, allocate_state, grid_seeds, make_params,
 )
-from puffer_cluster.config import ConfigError, env_defaults
+from puffer_cluster.config import ConfigError, env_defaults, world_config
 from puffer_cluster.render import render_ansi, render_rgb
 
 
@@ -23,7 +24,7 @@ class InvalidActionError(ValueError):
     """An action outside Discrete(8), or a non-finite / non-integral action value."""
 
 
-def world_params(overrides: dict) -> object:
+def world_params(overrides: dict) -> WorldParams:
     """World parameters: the shipped `[env]` defaults updated by `overrides` (checked)."""
     defaults = env_defaults()
     unknown = sorted(set(overrides) - set(defaults))
@@ -35,25 +36,49 @@ def world_params(overrides: dict) -> object:
         raise ConfigError(str(error)) from None
 
 
-def observation_space(critic_features: int = 0) -> gymnasium.spaces.Box:
-    return gymnasium.spaces.Box(low=-1.0, high=1.0, shape=(OBS_SIZE + critic_features,),
-                                dtype=np.float32)
+def observation_space(size: int = OBS_SIZE, low: float = -1.0, high: float = 1.0) -> gymnasium.spaces.Box:
+    return gymnasium.spaces.Box(low=low, high=high, shape=(size,), dtype=np.float32)
 
 
-def as_action_array(actions, count: int) -> np.ndarray:
-    """Actions as int32; integral floats are accepted, NaN/inf/fractions are refused."""
+def as_action_array(actions, count: int, num_actions: int = NUM_ACTIONS) -> np.ndarray:
+    """Actions as a writable, contiguous int32 array (one compiled kernel signature); integral
+    floats are accepted, NaN/inf/fractions are refused; out-of-range values stay out of range
+    (counted invalid by the kernels), never wrap."""
     actions = np.asarray(actions).reshape(-1)
     if actions.shape[0] != count:
         raise InvalidActionError(f"expected {count} actions, got {actions.shape[0]}")
     if not np.issubdtype(actions.dtype, np.integer):
         if not np.issubdtype(actions.dtype, np.floating) or not np.all(np.isfinite(actions)) \
                 or np.any(actions != np.round(actions)):
-            raise InvalidActionError(f"actions must be integers in [0, {NUM_ACTIONS}); "
+            raise InvalidActionError(f"actions must be integers in [0, {num_actions}); "
                                      f"got dtype {actions.dtype} with non-integral values")
-    if actions.dtype == np.int32:
+    if actions.dtype == np.int32 and actions.flags.writeable and actions.flags.c_contiguous:
         return actions
-    # Out-of-range values stay out of range (counted invalid by the kernel), never wrap.
-    return np.clip(actions, -1, NUM_ACTIONS).astype(np.int32)
+    return np.ascontiguousarray(np.clip(actions, -1, num_actions).astype(np.int32))
+
+
+def vectorize(env_class, env_kwargs: dict, vec: dict):
+    """The `[vec]` section's env: the native env itself, or Serial/Multiprocessing copies of it."""
+    backend = vec["backend"]
+    if backend == "PufferEnv":
+        return env_class(seed=vec["seed"], **env_kwargs)
+    if backend not in ("Serial", "Multiprocessing"):
+        raise ConfigError(f"vec.backend must be one of PufferEnv, Serial, Multiprocessing, got {backend!r}")
+    extra = {}
+    if backend == "Multiprocessing":
+        extra = dict(num_workers=vec["num_workers"], batch_size=vec["num_envs"])
+    return pufferlib.vector.make(env_class, backend=getattr(pufferlib.vector, backend),
+                                 num_envs=vec["num_envs"], env_kwargs=env_kwargs,
+                                 seed=vec["seed"], **extra)
+
+
+def make_gardener_vecenv(config: dict):
+    """The trainer's gardener env (`[env]`, `[vec]`; `[policy] critic = privileged` appends the
+    critic's features to the observations)."""
+    env_kwargs = dict(num_envs=config["env"]["num_envs"], log_interval=config["env"]["log_interval"],
+                      critic_features=config["policy"]["critic"] == "privileged",
+                      **world_config(config))
+    return vectorize(GardenerEnv, env_kwargs, config["vec"])
 
 
 def stats_info(state, names=EPISODE_STATS) -> dict[str, float] | None:
@@ -108,7 +133,25 @@ class KernelVectorEnv(pufferlib.PufferEnv):
         return self.observations, self.rewards, self.terminals, self.truncations, infos
 
     def _checked_actions(self, actions) -> np.ndarray:
-        return as_action_array(actions, self.num_agents)
+        return as_action_array(actions, self.num_agents, self.single_action_space.n)
+
+    def state_dict(self) -> dict:
+        """Everything a resumed run needs to continue these envs bit for bit: the state arrays
+        (a NamedTuple of arrays), the seed, the tick and the last observations."""
+        return {"state": {name: array.copy() for name, array in self.state._asdict().items()},
+                "seed": self.seed, "tick": self.tick, "observations": self.observations.copy()}
+
+    def load_state_dict(self, saved: dict) -> None:
+        """Put the envs back where `state_dict()` left them (same batch and sizes)."""
+        for name, array in saved["state"].items():
+            target = getattr(self.state, name)
+            if target.shape != array.shape:
+                raise ConfigError(f"--resume cannot change the env's batch or size: the saved "
+                                  f"{name} has shape {array.shape}, this config's {target.shape}")
+            target[...] = array
+        self.seed, self.tick = saved["seed"], saved["tick"]
+        self.observations[...] = saved["observations"]
+        self._has_reset = True
 
     def close(self):
         pass
@@ -134,7 +177,7 @@ class GardenerEnv(KernelVectorEnv):
         self.params = world_params(env_config)
         self.render_mode = render_mode
         self.critic_features = NUM_CRITIC_FEATURES if critic_features else 0
-        self.single_observation_space = observation_space(self.critic_features)
+        self.single_observation_space = observation_space(OBS_SIZE + self.critic_features)
         self.single_action_space = gymnasium.spaces.Discrete(NUM_ACTIONS)
         self.num_agents = self.num_grids * self.params.agents_per_grid
         super().__init__(buf)

@@ -1,12 +1,11 @@
-"""The benchmark table: several policies played on the same seeds, compared pair by pair."""
+"""The benchmark table: several policies played on the same seeds, compared pair by pair, on
+the env of `[base] env_name` (its spec in `puffer_cluster.registry`)."""
 from __future__ import annotations
 
 import numpy as np
 
-from kernels.world import EPISODE_STATS, STAT_RETURN
-from puffer_cluster.config import world_config
 from puffer_cluster.env import GardenerEnv
-from puffer_cluster.policies import BUILTIN_POLICIES, policy_factory
+from puffer_cluster.registry import DEFAULT_ENV, get_env_spec, policy_factory
 
 
 def play_episodes(make_policy, episodes: int, seed: int, env_config: dict) -> np.ndarray:
@@ -17,13 +16,13 @@ def play_episodes(make_policy, episodes: int, seed: int, env_config: dict) -> np
 
 
 def play_first_episodes(env, make_policy) -> np.ndarray:
-    """Statistics (grids, NUM_STATS) of the first episode of every grid of a batched env
-    (gardener or trace replay), played by the policy `make_policy(num_agents, env.params)`."""
+    """Statistics (envs, NUM_STATS) of the first episode of every env (grid) of a batched env,
+    played by the policy `make_policy(num_agents, env.params)`."""
     policy = make_policy(env.num_agents, env.params)
     observations, _ = env.reset()
-    agents = env.params.agents_per_grid
-    grids = env.num_agents // agents
-    stats = np.zeros((grids, len(EPISODE_STATS)))
+    grids = env.state.last_stats.shape[0]
+    agents = env.num_agents // grids
+    stats = np.zeros(env.state.last_stats.shape)
     recorded = np.zeros(grids, dtype=bool)
     episode_start = np.ones(env.num_agents, dtype=bool)
     while not recorded.all():
@@ -37,67 +36,28 @@ def play_first_episodes(env, make_policy) -> np.ndarray:
     return stats
 
 
-def summarize(name: str, stats: np.ndarray, baseline: np.ndarray | None) -> dict:
-    """One row of the table; wins and ties are paired comparisons of episode return."""
-    column = {stat: stats[:, i] for i, stat in enumerate(EPISODE_STATS)}
-    row = {
-        "name": name,
-        "episodes": len(stats),
-        "reward_mean": float(column["episode_return"].mean()),
-        "reward_std": float(column["episode_return"].std()),
-        "steps_mean": float(column["episode_length"].mean()),
-        "oom_rate": float(column["oom_rate"].mean()),
-        "crit_rate": float(column["crit_rate"].mean()),
-        "avg_load_mean": float(column["avg_load"].mean()),
-        "oom_count_mean": float(column["oom_count"].mean()),
-        "crit_count_mean": float(column["crit_count"].mean()),
-        "collapsed_fraction": float(column["collapsed"].mean()),
-    }
-    if baseline is not None:
-        ours, theirs = stats[:, STAT_RETURN], baseline[:, STAT_RETURN]
-        row["wins"] = int((ours > theirs).sum())
-        row["ties"] = int((ours == theirs).sum())
-    return row
+def heldout_return(config: dict, make_policy) -> float:
+    """Mean return of `make_policy`'s policy on the trainer's held-out episodes: the first
+    episodes of `[train] eval_episodes` envs seeded `eval_seed`, never the benchmark's."""
+    spec = get_env_spec(config["base"]["env_name"])
+    env = spec.episode_env(config, config["train"]["eval_episodes"], config["train"]["eval_seed"],
+                           True)
+    return float(play_first_episodes(env, make_policy)[:, spec.return_column].mean())
 
 
 def format_table(rows: list[dict]) -> str:
-    """The table in the format of the seed README (mu/sigma spelled out in ASCII)."""
-    if rows and rows[0].get("env") == "simarena":  # SimArena has its own table
-        from puffer_cluster.simarena import format_simarena_table
-        return format_simarena_table(rows)
-    width = max(len(row["name"]) for row in rows)
-    rule = "=" * 70
-    lines = [rule, f"BENCHMARK RESULTS ({' vs '.join(row['name'] for row in rows)})", rule]
-    for row in rows:
-        lines.append(
-            f"{row['name']:<{width}} | reward mu={row['reward_mean']:+.3f} sigma={row['reward_std']:.3f}"
-            f" | steps mu={row['steps_mean']:.1f} | oom_rate={row['oom_rate']:.2f}"
-            f" | crit_rate={row['crit_rate']:.2f} | avg_load mu={row['avg_load_mean']:.3f}")
-    lines.append("-" * 70)
-    lines.extend(win_rate_lines(rows, BUILTIN_POLICIES))
-    lines.append(rule)
-    return "\n".join(lines)
+    """The table of the env the rows were played on."""
+    return get_env_spec(rows[0].get("env", DEFAULT_ENV)).format_table(rows)
 
 
-def win_rate_lines(rows: list[dict], builtin_names) -> list[str]:
-    """'Heuristic win-rate: 50/50 (ties: 0)' for every row after the first: built-in policy
-    names capitalised, checkpoint paths as given."""
-    lines = []
-    for row in rows[1:]:
-        name = row["name"].capitalize() if row["name"] in builtin_names else row["name"]
-        lines.append(f"{name} win-rate: {row['wins']}/{row['episodes']} (ties: {row['ties']})")
-    return lines
-
-
-def evaluate(policy_specs: list[str], episodes: int, seed: int, config: dict) -> list[dict]:
+def evaluate(policy_names: list[str], episodes: int, seed: int, config: dict) -> list[dict]:
     """Rows of the table, one per policy, wins counted against the first policy."""
-    if config["base"]["env_name"] == "simarena":  # SimArena has its own env and policies
-        from puffer_cluster.simarena import evaluate_simarena
-        return evaluate_simarena(policy_specs, episodes, seed, config)
-    env_config = world_config(config)
+    spec = get_env_spec(config["base"]["env_name"])
+    makers = [policy_factory(name, config, seed) for name in policy_names]  # a typo fails first
     rows, baseline = [], None
-    for spec in policy_specs:
-        stats = play_episodes(policy_factory(spec, config, seed), episodes, seed, env_config)
-        rows.append(summarize(spec, stats, baseline))
+    for name, make in zip(policy_names, makers):
+        env = spec.episode_env(config, episodes, seed, False)
+        stats = play_first_episodes(env, make)
+        rows.append(spec.table_row(name, stats, baseline, env))
         baseline = stats if baseline is None else baseline
     return rows

@@ -1,4 +1,6 @@
-"""Policies that play any gardener-contract env: `random`, `heuristic`, and PPO checkpoints.
+"""Policies that play the batched envs: baselines (random, a memoryless rule, a constant
+action) and PPO checkpoints. Each env names its baselines in its registry entry
+(`puffer_cluster.registry`).
 
 A policy is called once per step with the batch of observations and a mask of agents whose
 episode has just started, and returns one action per agent.
@@ -11,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from kernels.policies import heuristic_actions, random_actions
-
-BUILTIN_POLICIES = ("random", "heuristic")
+from kernels.world import NUM_ACTIONS, OBS_SIZE
+from trainers.checkpoint import load_policy_model
 
 
 class PolicyError(ValueError):
@@ -41,18 +43,41 @@ def checkpoint_path(spec: str) -> Path | None:
 
 
 class RandomPolicy:
-    """Uniform random actions, reproducible from (seed, step, agent)."""
+    """Uniform random actions, reproducible from (seed, step, agent): `draw(seed, step, out)` is
+    the env's counter-based draw (the gardener's by default)."""
 
     name = "random"
 
-    def __init__(self, num_agents: int, seed: int = 0, **_):
+    def __init__(self, num_agents: int, seed: int = 0, draw=random_actions):
         self.seed = seed
         self.step = 0
+        self.draw = draw
         self.actions = np.zeros(num_agents, dtype=np.int32)
 
     def __call__(self, observations: np.ndarray, episode_start: np.ndarray) -> np.ndarray:
-        random_actions(self.seed, self.step, self.actions)
+        self.draw(self.seed, self.step, self.actions)
         self.step += 1
+        return self.actions
+
+
+class RulePolicy:
+    """A memoryless rule: `choose(observations, out)` writes one action per agent."""
+
+    def __init__(self, num_agents: int, choose):
+        self.choose = choose
+        self.actions = np.zeros(num_agents, dtype=np.int32)
+
+    def __call__(self, observations: np.ndarray, episode_start: np.ndarray) -> np.ndarray:
+        return self.choose(observations, self.actions)
+
+
+class ConstantPolicy:
+    """The same action for every agent at every step."""
+
+    def __init__(self, num_agents: int, action: int):
+        self.actions = np.full(num_agents, action, dtype=np.int32)
+
+    def __call__(self, observations: np.ndarray, episode_start: np.ndarray) -> np.ndarray:
         return self.actions
 
 
@@ -61,7 +86,7 @@ class HeuristicPolicy:
 
     name = "heuristic"
 
-    def __init__(self, num_agents: int, params, heuristic: dict, **_):
+    def __init__(self, num_agents: int, params, heuristic: dict):
         self.params = params
         self.thresholds = (float(heuristic["clean_trigger"]), float(heuristic["crit_clean_trigger"]),
                            float(heuristic["scale_trigger"]))
@@ -101,24 +126,10 @@ class ModelPolicy:
         return actions.cpu().numpy().astype(np.int32)
 
 
-def CheckpointPolicy(path: str, num_agents: int, config: dict, seed: int = 0) -> ModelPolicy:
-    """The network of a checkpoint, acting as `[eval] greedy` says."""
-    from kernels.world import NUM_ACTIONS, OBS_SIZE
-    from trainers.checkpoint import load_policy_model
-    model = load_policy_model(path, OBS_SIZE, NUM_ACTIONS, "gardener")
+def CheckpointPolicy(path: str, num_agents: int, config: dict, seed: int = 0,
+                     obs_size: int = OBS_SIZE, num_actions: int = NUM_ACTIONS,
+                     env_name: str = "gardener") -> ModelPolicy:
+    """The network of a checkpoint, acting as `[eval] greedy` says, refused when it does not fit
+    an env of `obs_size` observations and `num_actions` actions."""
+    model = load_policy_model(path, obs_size, num_actions, env_name)
     return ModelPolicy(model, num_agents, bool(config["eval"]["greedy"]), seed, name=str(path))
-
-
-def policy_factory(spec: str, config: dict, seed: int = 0):
-    """A `make_policy(num_agents, params)` for 'random', 'heuristic', a shipped checkpoint's name
-    or a checkpoint path."""
-    if spec == "random":
-        return lambda num_agents, params: RandomPolicy(num_agents, seed=seed)
-    if spec == "heuristic":
-        return lambda num_agents, params: HeuristicPolicy(num_agents, params, config["heuristic"])
-    path = checkpoint_path(spec)
-    if path is not None:
-        return lambda num_agents, params: CheckpointPolicy(str(path), num_agents, config, seed)
-    raise PolicyError(f"unknown policy {spec!r}: use one of {', '.join(BUILTIN_POLICIES)}, a "
-                      f"shipped checkpoint ({', '.join(shipped_checkpoints())}) or a checkpoint "
-                      "path")

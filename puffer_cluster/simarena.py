@@ -31,8 +31,9 @@ simulation is the offline replay of `puffer_cluster.replay`, compiled once per s
 
 Front doors: `SimArenaEnv` (native PufferLib 3.0 env, many envs per call, auto-reset) and
 `SimArenaGymEnv` (`PufferCluster/SimArena-v0`, registered when this module is imported), the
-trainer's `make_simarena_vecenv`, the eval table's `evaluate_simarena`, and policies `random`,
-`heuristic`, a constant action (`noop`, `bump_cpu`, ...) or a checkpoint.
+trainer's `make_simarena_vecenv`, the eval table's `episode_env`, `summarize_simarena` and
+`format_simarena_table`, and the baselines' rules `random_actions` and `heuristic_actions`; the
+registry entry (`puffer_cluster.registry`) ties them together.
 """
 from __future__ import annotations
 
@@ -53,12 +54,12 @@ from kernels.simarena import (
     STAT_LENGTH, STAT_RETURN, STAT_SOLVED,
 )
 from puffer_cluster.config import ConfigError, config_section, settings_from
-from puffer_cluster.env import InvalidActionError, KernelVectorEnv, OneGridGymEnv
-from puffer_cluster.policies import PolicyError, checkpoint_path
+from puffer_cluster.env import KernelVectorEnv, OneGridGymEnv, observation_space, vectorize
 from puffer_cluster.replay import (
     NodeAllocations, ReplayError, ReplaySettings, compile_timeline, pod_requests, replay_settings,
 )
 from puffer_cluster.replay.discovery import compile_folder
+from puffer_cluster.tables import paired_wins, win_rate_lines
 from puffer_cluster.traces import Trace, TraceError, TraceEvent, load_trace
 from puffer_cluster.traces.generate import GeneratedTrace, generate_traces
 from puffer_cluster.traces.ops import Safeguards, TraceOpError, find_deployments
@@ -70,10 +71,10 @@ PARALLEL_MIN_ENVS = 1024
 
 __all__ = [
     "GYM_ID", "PARALLEL_MIN_ENVS", "Scenario", "ScenarioError", "SimArenaEnv", "SimArenaGymEnv",
-    "SimArenaSettings", "compile_scenario", "evaluate_simarena", "format_simarena_table",
-    "heuristic_actions", "kernel_params", "load_scenarios", "make_simarena_vecenv",
-    "observe_steps", "play_simarena_episodes", "random_actions", "simarena_policy",
-    "simarena_replay", "simarena_settings", "stack_scenarios",
+    "SimArenaSettings", "compile_scenario", "episode_env", "format_simarena_table",
+    "heldout_scenarios", "heuristic_actions", "kernel_params", "load_scenarios",
+    "make_simarena_vecenv", "observe_steps", "random_actions", "simarena_replay",
+    "simarena_settings", "stack_scenarios", "summarize_simarena",
 ]
 
 
@@ -414,26 +415,6 @@ def stack_scenarios(scenarios: list[Scenario]) -> kernel.Scenarios:
 # ---------------------------------------------------------------- environments
 
 
-def observation_space() -> gymnasium.spaces.Box:
-    return gymnasium.spaces.Box(low=0.0, high=OBS_HIGH, shape=(OBS_SIZE,), dtype=np.float32)
-
-
-def as_action_array(actions, count: int) -> np.ndarray:
-    """Actions as int32; integral floats are accepted, NaN/inf/fractions are refused; values
-    outside [0, 7) are counted as invalid actions (and act as noop)."""
-    actions = np.asarray(actions).reshape(-1)
-    if actions.shape[0] != count:
-        raise InvalidActionError(f"expected {count} actions, got {actions.shape[0]}")
-    if not np.issubdtype(actions.dtype, np.integer):
-        if not np.issubdtype(actions.dtype, np.floating) or not np.all(np.isfinite(actions)) \
-                or np.any(actions != np.round(actions)):
-            raise InvalidActionError(f"actions must be integers in [0, {NUM_ACTIONS}); "
-                                     f"got dtype {actions.dtype} with non-integral values")
-    if actions.dtype == np.int32 and actions.flags.writeable and actions.flags.c_contiguous:
-        return actions
-    return np.ascontiguousarray(np.clip(actions, -1, NUM_ACTIONS).astype(np.int32))
-
-
 def _setup(self, traces, scenarios, simarena, replay):
     self.settings = simarena_settings(simarena)
     self.replay_settings = replay_settings(replay)
@@ -478,7 +459,7 @@ class SimArenaEnv(KernelVectorEnv):
             raise ConfigError("num_envs must be at least 1")
         self.log_interval = int(log_interval if log_interval is not None else 128)
         self.render_mode = render_mode
-        self.single_observation_space = observation_space()
+        self.single_observation_space = observation_space(OBS_SIZE, 0.0, OBS_HIGH)
         self.single_action_space = gymnasium.spaces.Discrete(NUM_ACTIONS)
         self.num_agents = self.num_envs_
         super().__init__(buf)
@@ -491,9 +472,7 @@ class SimArenaEnv(KernelVectorEnv):
 
     def _reset_all(self):
         self._reset_kernel(self.params, self.state, self.kernel_scenarios, self.observations)
-
-    def _checked_actions(self, actions):
-        return as_action_array(actions, self.num_agents)
+        self.reset_scenarios = self.state.scenario.copy()  # what each env plays first
 
     def _step_all(self, actions):
         self._step_kernel(self.params, self.state, self.kernel_scenarios, actions,
@@ -521,7 +500,7 @@ class SimArenaGymEnv(OneGridGymEnv):
                              f"got {render_mode!r}")
         _setup(self, traces, scenarios, simarena, replay)
         self.render_mode = render_mode
-        self.observation_space = observation_space()
+        self.observation_space = observation_space(OBS_SIZE, 0.0, OBS_HIGH)
         self.action_space = gymnasium.spaces.Discrete(NUM_ACTIONS)
         self.state = kernel.allocate_state(1, self.settings.nodes)
         self._init_buffers(OBS_SIZE)
@@ -561,7 +540,7 @@ if GYM_ID not in gymnasium.registry:
     gymnasium.register(id=GYM_ID, entry_point="puffer_cluster.simarena:SimArenaGymEnv")
 
 
-# ---------------------------------------------------------------- policies
+# ---------------------------------------------------------------- baselines' rules
 
 
 STREAM_ACTION = np.uint64(0x5A11B)
@@ -595,72 +574,6 @@ def heuristic_actions(observations: np.ndarray, out: np.ndarray | None = None) -
     return out
 
 
-class _RandomPolicy:
-    def __init__(self, num_agents: int, seed: int):
-        self.seed, self.step = seed, 0
-        self.actions = np.zeros(num_agents, dtype=np.int32)
-
-    def __call__(self, observations, episode_start):
-        random_actions(self.seed, self.step, self.actions)
-        self.step += 1
-        return self.actions
-
-
-class _HeuristicPolicy:
-    def __init__(self, num_agents: int):
-        self.actions = np.zeros(num_agents, dtype=np.int32)
-
-    def __call__(self, observations, episode_start):
-        return heuristic_actions(observations, self.actions)
-
-
-class _ConstantPolicy:
-    def __init__(self, num_agents: int, action: int):
-        self.actions = np.full(num_agents, action, dtype=np.int32)
-
-    def __call__(self, observations, episode_start):
-        return self.actions
-
-
-class _CheckpointPolicy:
-    def __init__(self, path: str, num_agents: int, config: dict, seed: int):
-        import torch
-
-        from trainers.checkpoint import load_policy_model
-        self.torch = torch
-        self.model = load_policy_model(path, OBS_SIZE, NUM_ACTIONS, "SimArena")
-        self.greedy = bool(config["eval"]["greedy"])
-        self.generator = torch.Generator().manual_seed(seed)
-        self.state = self.model.initial_state(num_agents)
-
-    def __call__(self, observations, episode_start):
-        torch = self.torch
-        with torch.no_grad():
-            logits, _, self.state = self.model.step(torch.as_tensor(observations), self.state,
-                                                    torch.as_tensor(episode_start))
-            if self.greedy:
-                actions = logits.argmax(dim=-1)
-            else:
-                actions = torch.multinomial(torch.softmax(logits, -1), 1, generator=self.generator)[:, 0]
-        return actions.numpy().astype(np.int32)
-
-
-def simarena_policy(spec: str, num_agents: int, config: dict | None = None, seed: int = 0):
-    """A policy `(observations, episode_start) -> actions` for 'random', 'heuristic', an action
-    name ('noop', 'bump_cpu', ...) or a checkpoint trained on SimArena."""
-    if spec == "random":
-        return _RandomPolicy(num_agents, seed)
-    if spec == "heuristic":
-        return _HeuristicPolicy(num_agents)
-    if spec in ACTION_NAMES:
-        return _ConstantPolicy(num_agents, ACTION_NAMES.index(spec))
-    path = checkpoint_path(spec)
-    if path is not None:
-        return _CheckpointPolicy(str(path), num_agents, config or {"eval": {"greedy": True}}, seed)
-    raise PolicyError(f"unknown SimArena policy {spec!r}: use random, heuristic, one of "
-                      f"{', '.join(ACTION_NAMES)} or a checkpoint path")
-
-
 # ---------------------------------------------------------------- trainer and eval hooks
 
 
@@ -669,49 +582,11 @@ def _env_kwargs(config: dict) -> dict:
 
 
 def make_simarena_vecenv(config: dict):
-    """The trainer's env for `[base] env_name = simarena` (`[vec]` as for the gardener; the
-    trainer checks the config first, e.g. that it has no teacher)."""
-    import pufferlib.vector
-    vec = config["vec"]
+    """The trainer's env for `[base] env_name = simarena` (`[env]` sizes, `[vec]` as for the
+    gardener)."""
     kwargs = dict(num_envs=config["env"]["num_envs"], log_interval=config["env"]["log_interval"],
                   **_env_kwargs(config))
-    backend = vec["backend"]
-    if backend == "PufferEnv":
-        return SimArenaEnv(seed=vec["seed"], **kwargs)
-    if backend not in ("Serial", "Multiprocessing"):
-        raise ConfigError(f"vec.backend must be one of PufferEnv, Serial, Multiprocessing, got {backend!r}")
-    extra = {}
-    if backend == "Multiprocessing":
-        extra = dict(num_workers=vec["num_workers"], batch_size=vec["num_envs"])
-    return pufferlib.vector.make(SimArenaEnv, backend=getattr(pufferlib.vector, backend),
-                                 num_envs=vec["num_envs"], env_kwargs=kwargs, seed=vec["seed"],
-                                 **extra)
-
-
-def play_simarena_episodes(spec, episodes: int, seed: int, config: dict,
-                           scenarios: list[Scenario] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(stats (episodes, NUM_STATS), scenario index (episodes,)) of the first episode of envs
-    0 .. episodes-1, env e playing scenario e mod the number of scenarios (cycle sampling).
-    `spec` names a policy (`simarena_policy`) or is a `make_policy(num_agents)`."""
-    kwargs = _env_kwargs(config)
-    kwargs["simarena"]["sampling"] = "cycle"
-    env = SimArenaEnv(num_envs=episodes, seed=seed, log_interval=2**62, scenarios=scenarios, **kwargs)
-    policy = spec(env.num_agents) if callable(spec) else simarena_policy(spec, env.num_agents,
-                                                                         config, seed)
-    observations, _ = env.reset()
-    played = env.state.scenario.copy()
-    stats = np.zeros((episodes, len(EPISODE_STATS)))
-    recorded = np.zeros(episodes, dtype=bool)
-    episode_start = np.ones(episodes, dtype=bool)
-    while not recorded.all():
-        actions = policy(observations, episode_start)
-        _, _, terminals, truncations, _ = env.step(actions)
-        done = terminals | truncations
-        new = done & ~recorded
-        stats[new] = env.state.last_stats[new]
-        recorded |= new
-        episode_start = done.copy()
-    return stats, played
+    return vectorize(SimArenaEnv, kwargs, config["vec"])
 
 
 def heldout_scenarios(config: dict) -> list[Scenario]:
@@ -736,40 +611,39 @@ def heldout_scenarios(config: dict) -> list[Scenario]:
     return held_out
 
 
-def evaluate_simarena(policy_specs: list[str], episodes: int, seed: int, config: dict) -> list[dict]:
-    """The eval table's rows for SimArena, wins counted against the first policy."""
-    settings = simarena_settings(config)
-    replay = replay_settings(config.get("replay"))
-    scenarios = load_scenarios(None, settings, replay)
-    rows, baseline = [], None
-    for spec in policy_specs:
-        stats, played = play_simarena_episodes(spec, episodes, seed, config, scenarios)
-        by_kind: dict[str, list[float]] = {}
-        for n, s in enumerate(played):
-            by_kind.setdefault(scenarios[int(s)].kind or "trace", []).append(stats[n, STAT_SOLVED])
-        row = {
-            "env": "simarena", "name": spec, "episodes": episodes,
-            "reward_mean": float(stats[:, STAT_RETURN].mean()),
-            "reward_std": float(stats[:, STAT_RETURN].std()),
-            "steps_mean": float(stats[:, STAT_LENGTH].mean()),
-            "solved_rate": float(stats[:, STAT_SOLVED].mean()),
-            **{f"{stat}_mean": float(stats[:, k].mean()) for k, stat in enumerate(EPISODE_STATS)
-               if stat not in ("episode_return", "episode_length", "solved")},
-            "solved_by_scenario": {kind: float(np.mean(values)) for kind, values in by_kind.items()},
-            "reward": settings.reward,
-        }
-        if baseline is not None:
-            ours, theirs = stats[:, STAT_RETURN], baseline[:, STAT_RETURN]
-            row["wins"] = int((ours > theirs).sum())
-            row["ties"] = int((ours == theirs).sum())
-        rows.append(row)
-        baseline = stats if baseline is None else baseline
-    return rows
+def episode_env(config: dict, episodes: int, seed: int, heldout: bool = False) -> SimArenaEnv:
+    """`episodes` envs seeded `seed` whose first episodes make a table: env e plays scenario e
+    mod the number of scenarios (cycle sampling), of the config's scenarios or, `heldout`, of
+    the trainer's held-out ones."""
+    kwargs = _env_kwargs(config)
+    kwargs["simarena"]["sampling"] = "cycle"
+    return SimArenaEnv(num_envs=episodes, seed=seed, log_interval=2**62,
+                       scenarios=heldout_scenarios(config) if heldout else None, **kwargs)
+
+
+def summarize_simarena(name: str, stats: np.ndarray, baseline: np.ndarray | None,
+                       env: SimArenaEnv) -> dict:
+    """One row of the SimArena table: the statistics of the first episodes `env` played, the
+    solved fraction per scenario kind, wins counted against the baseline."""
+    by_kind: dict[str, list[float]] = {}
+    for n, s in enumerate(env.reset_scenarios):
+        by_kind.setdefault(env.scenarios[int(s)].kind or "trace", []).append(stats[n, STAT_SOLVED])
+    return {
+        "env": "simarena", "name": name, "episodes": len(stats),
+        "reward_mean": float(stats[:, STAT_RETURN].mean()),
+        "reward_std": float(stats[:, STAT_RETURN].std()),
+        "steps_mean": float(stats[:, STAT_LENGTH].mean()),
+        "solved_rate": float(stats[:, STAT_SOLVED].mean()),
+        **{f"{stat}_mean": float(stats[:, k].mean()) for k, stat in enumerate(EPISODE_STATS)
+           if stat not in ("episode_return", "episode_length", "solved")},
+        "solved_by_scenario": {kind: float(np.mean(values)) for kind, values in by_kind.items()},
+        "reward": env.settings.reward,
+        **paired_wins(stats, baseline, STAT_RETURN),
+    }
 
 
 def format_simarena_table(rows: list[dict]) -> str:
     """The SimArena benchmark table, in the format of the gardener's."""
-    from puffer_cluster.evaluate import win_rate_lines
     width = max(len(row["name"]) for row in rows)
     rule = "=" * 78
     lines = [rule, f"SIMARENA RESULTS ({' vs '.join(row['name'] for row in rows)}; "

@@ -20,11 +20,12 @@ import numpy as np
 from kernels.replay import expected_overlay
 from puffer_cluster.config import ConfigError, world_config
 from puffer_cluster.env import world_params
-from puffer_cluster.evaluate import format_table, play_first_episodes, summarize
-from puffer_cluster.policies import policy_factory
+from puffer_cluster.evaluate import play_first_episodes
+from puffer_cluster.registry import policy_factory
 from puffer_cluster.replay import (
     ReplaySettings, Timeline, TraceReplayEnv, compile_timeline, find_trace_files, replay_settings,
 )
+from puffer_cluster.tables import format_gardener_table, summarize
 from puffer_cluster.traces import TraceError, load_trace
 
 __all__ = ["play_replay_episodes", "validate"]
@@ -106,12 +107,12 @@ def validate(policy_specs: list[str], traces: str | Path, episodes: int, seed: i
         echo(f"\ntrace {label}: {_describe(summary)}")
         for warning in summary["warnings"]:
             echo(f"  warning: {warning}")
-        echo(format_table(rows))
+        echo(format_gardener_table(rows))
         results.append({"file": label, "summary": summary, "policies": rows})
     overall = None
     if results:
         overall = _rows(policy_specs, [np.concatenate(total) for total in totals])
         echo(f"\noverall: {len(results)} traces x {episodes} episodes "
              f"({len(skipped)} files skipped)")
-        echo(format_table(overall))
+        echo(format_gardener_table(overall))
     return {"traces": results, "skipped": skipped, "overall": overall}

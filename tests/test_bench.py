@@ -1,4 +1,4 @@
-"""The training section of `bench/throughput.py` (issue 4), on tiny runs."""
+"""The training section of `bench/throughput.py`, on tiny runs."""
 from __future__ import annotations
 
 import importlib.util

@@ -17,7 +17,8 @@ from kernels.jit_cache import MESSAGE, is_cold
 from puffer_cluster.cli import main
 from puffer_cluster.config import ConfigError, bundled_config_path, load_config, resolve_config_path
 from puffer_cluster.evaluate import format_table
-from puffer_cluster.policies import PolicyError, checkpoint_path, policy_factory
+from puffer_cluster.policies import PolicyError, checkpoint_path
+from puffer_cluster.registry import policy_factory
 from puffer_cluster.record import HEAT_LEVELS
 from puffer_cluster.render import GARDENER
 from puffer_cluster.simarena import format_simarena_table
@@ -248,7 +249,7 @@ def test_record_stops_at_the_episodes_end_and_names_checkpoints(tmp_path, monkey
 def test_record_refuses_what_it_cannot_do_in_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["record", "heuristic", "--out", "e.gif", "--config", "simarena"]) == 2
-    assert "SimArena renders text only" in capsys.readouterr().err
+    assert "the simarena env renders text only" in capsys.readouterr().err
     assert main(["record", "heuristic", "--out", "e.png"]) == 2
     assert main(["record", "heuristic", "--out", "no/e.gif"]) == 2
     assert main(["record", "heuristic", "--out", "e.gif", "--traces", "absent"]) == 2

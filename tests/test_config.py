@@ -27,8 +27,8 @@ def keys_of_type(config, kind):
 def test_defaults_are_typed(defaults):
     env = defaults["env"]
     for name, kind in WorldParams.__annotations__.items():
-        if name == "oom_limit":  # a fraction of the node count in the config
-            assert type(env[name]) is float
+        if name == "oom_collapse_count":  # the config's oom_limit, a fraction of the nodes
+            assert type(env["oom_limit"]) is float
         elif kind is int:
             assert type(env[name]) is int, name
         else:
@@ -216,9 +216,9 @@ def test_grid_size_limits_are_accepted(height, width):
 
 def test_oom_limit_is_a_fraction_of_the_nodes():
     base = env_defaults()
-    assert make_params({**base, "height": 8, "width": 8, "oom_limit": 0.25}).oom_limit == 16
-    assert make_params({**base, "height": 4, "width": 5, "oom_limit": 0.5}).oom_limit == 10
-    assert make_params({**base, "height": 4, "width": 4, "oom_limit": 0.001}).oom_limit == 1
+    assert make_params({**base, "height": 8, "width": 8, "oom_limit": 0.25}).oom_collapse_count == 16
+    assert make_params({**base, "height": 4, "width": 5, "oom_limit": 0.5}).oom_collapse_count == 10
+    assert make_params({**base, "height": 4, "width": 4, "oom_limit": 0.001}).oom_collapse_count == 1
 
 
 def test_agents_per_grid_must_be_positive():

@@ -25,7 +25,7 @@ def numpy_features(env):
     block = (y * 4 // p.height) * 4 + x * 4 // p.width
     blocks = [mem[:, block == b].mean(1) for b in range(16)]
     return np.stack([np.minimum(1.0, s.step / p.max_steps), cpu.mean(1), mem.mean(1), mem.max(1),
-                     (mem >= 0.6).mean(1), crit_mem, np.minimum(1.0, s.ep_oom / p.oom_limit),
+                     (mem >= 0.6).mean(1), crit_mem, np.minimum(1.0, s.ep_oom / p.oom_collapse_count),
                      np.minimum(1.0, s.ep_crit / p.crit_limit), *blocks], axis=1)
 
 

@@ -11,7 +11,7 @@ from gymnasium.utils.env_checker import check_env
 
 import puffer_cluster
 from conftest import HARSH, QUIET, node
-from kernels.world import CLEAN, EPISODE_STATS, NOOP, OBS_SIZE
+from kernels.world import CLEAN, EPISODE_STATS, NOOP, OBS_SIZE, OBS_X, OBS_Y
 from puffer_cluster import GYM_ID, GardenerEnv, GardenerGymEnv, InvalidActionError
 from puffer_cluster.render import CRITICAL, GARDENER, frame_layout
 
@@ -21,11 +21,11 @@ def assert_obs_valid(obs):
     assert obs.dtype == np.float32 and obs.shape[-1] == OBS_SIZE
     assert np.isfinite(obs).all()
     assert (obs >= -1.0).all() and (obs <= 1.0).all()
-    window = obs[:, :27].reshape(-1, 9, 3)
+    window = obs[:, :OBS_Y].reshape(-1, 9, 3)
     outside = (window == -1.0).all(axis=2)
     inside = ((window >= 0.0) & (window <= 1.0)).all(axis=2)
     assert (outside | inside).all()
-    assert ((obs[:, 27:] >= 0.0) & (obs[:, 27:] <= 1.0)).all()
+    assert ((obs[:, OBS_Y:] >= 0.0) & (obs[:, OBS_Y:] <= 1.0)).all()
 
 
 # --- bounds over long rollouts ------------------------------------------------------------------
@@ -69,9 +69,9 @@ def test_every_grid_size_from_4_to_256_works(height, width):
         obs, rewards, _, _, _ = env.step(rng.integers(0, 8, 2))
         assert_obs_valid(obs)
         assert np.isfinite(rewards).all()
-        np.testing.assert_array_equal(obs[:, 27], (env.state.agent_y[:, 0] / (height - 1))
+        np.testing.assert_array_equal(obs[:, OBS_Y], (env.state.agent_y[:, 0] / (height - 1))
                                       .astype(np.float32))
-        np.testing.assert_array_equal(obs[:, 28], (env.state.agent_x[:, 0] / (width - 1))
+        np.testing.assert_array_equal(obs[:, OBS_X], (env.state.agent_x[:, 0] / (width - 1))
                                       .astype(np.float32))
     assert (env.state.agent_y < height).all() and (env.state.agent_x < width).all()
 

@@ -15,10 +15,12 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from kernels import replay as kernel
-from kernels.world import CLEAN, EPISODE_STATS, NOOP, OBS_SIZE, SCALE_FULL, grid_seeds
+from kernels.world import (
+    CLEAN, EPISODE_STATS, NOOP, OBS_BUDGET, OBS_SIZE, OBS_X, OBS_Y, SCALE_FULL, grid_seeds,
+)
 from puffer_cluster.config import ConfigError, load_config, parse_duration
 from puffer_cluster.env import InvalidActionError, world_params
-from puffer_cluster.policies import policy_factory
+from puffer_cluster.registry import policy_factory
 from puffer_cluster.replay import (
     GYM_ID, ReplayError, ReplaySettings, TraceReplayEnv, TraceReplayGymEnv, _CronSchedule,
     compile_timeline, find_trace_files, pod_requests, replay_settings, stack_timelines,
@@ -464,7 +466,7 @@ def test_observation_layout_and_bounds():
         assert obs[base + 1] == np.float32(min(1.0, (np.float64(s.mem[0, i]) + s.overlay[0, i]) / cap))
         assert obs[base + 2] == env.kernel_timelines.prio[0, i]
     assert obs[base] == np.float32(0.5)  # 500m on a 1-CPU node, no usage noise
-    assert obs[27] == 0.0 and obs[28] == np.float32(1 / 3) and obs[29] == 1.0
+    assert obs[OBS_Y] == 0.0 and obs[OBS_X] == np.float32(1 / 3) and obs[OBS_BUDGET] == 1.0
 
 
 def test_clean_clears_the_leak_overlay_of_the_3x3_nodes():

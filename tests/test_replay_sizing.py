@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -160,6 +161,7 @@ def test_scheduler_places_and_reports_shortages():
 
 def test_ppo_trains_on_several_traces_sized_to_different_grids(tmp_path, monkeypatch):
     import trainers.ppo as ppo
+    from puffer_cluster import registry
 
     small = make_trace((0, [deployment("web", replicas=3, cpu="1", memory="1Gi")], []))
     large = make_trace((0, [deployment("web", replicas=30, cpu="200m", memory="512Mi")], []),
@@ -176,7 +178,8 @@ def test_ppo_trains_on_several_traces_sized_to_different_grids(tmp_path, monkeyp
         envs.append(env)
         return env
 
-    monkeypatch.setattr(ppo, "make_vecenv", replay_vecenv)
+    gardener = registry.ENV_SPECS["gardener"]
+    monkeypatch.setitem(registry.ENV_SPECS, "gardener", replace(gardener, make_vecenv=replay_vecenv))
     run_dir = ppo.train(config, quiet=True)
     env = envs[0]
     # Both traces share the larger one's grid (30 pods: 5 x 6), each with its own nodes.

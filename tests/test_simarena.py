@@ -18,9 +18,10 @@ from kernels.simarena import (
 from puffer_cluster.cli import main as cli_main
 from puffer_cluster.config import ConfigError, bundled_config_path, load_config
 from puffer_cluster.env import InvalidActionError
+from puffer_cluster.evaluate import evaluate
 from puffer_cluster.replay import ReplaySettings, compile_timeline
 from puffer_cluster.simarena import (
-    GYM_ID, SimArenaEnv, SimArenaGymEnv, SimArenaSettings, compile_scenario, evaluate_simarena,
+    GYM_ID, SimArenaEnv, SimArenaGymEnv, SimArenaSettings, compile_scenario,
     format_simarena_table, heuristic_actions, load_scenarios, observe_steps, random_actions,
     simarena_replay, simarena_settings,
 )
@@ -338,7 +339,7 @@ def test_batched_env_infos_invalid_actions_and_vector_backends():
 
 def test_heuristic_solves_every_demo_scenario_and_random_does_not():
     config = load_config(bundled_config_path("simarena.ini"), ["--simarena.count", "32"])
-    rows = evaluate_simarena(["random", "heuristic", "noop"], 64, 0, config)
+    rows = evaluate(["random", "heuristic", "noop"], 64, 0, config)
     random_row, heuristic_row, noop_row = rows
     assert heuristic_row["solved_rate"] == 1.0
     assert set(heuristic_row["solved_by_scenario"]) == set(SCENARIOS)
@@ -404,7 +405,7 @@ def test_ppo_trains_on_the_simarena_config_and_the_eval_table_reports_it(tmp_pat
     assert "SIMARENA RESULTS (heuristic vs" in out and "final.pt win-rate" in out
     assert cli_main(["eval", "heuristic", "clever", "--config", str(bundled_config_path("simarena.ini")),
                      "--episodes", "8", "--simarena.count", "8"]) == 2
-    assert "unknown SimArena policy 'clever'" in capsys.readouterr().err
+    assert "unknown policy 'clever' for the simarena env" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="teacher"):
         train(load_config(bundled_config_path("simarena.ini"), ["--train.teacher", "heuristic",
                                                                 "--train.data-dir", str(tmp_path)]),

@@ -18,7 +18,8 @@ from puffer_cluster.cli import main as cli_main
 from puffer_cluster.config import load_config
 from trainers.checkpoint import CheckpointError, load_checkpoint, save_atomic
 from trainers.models import make_policy
-from trainers.ppo import policy_payload, train
+from trainers.ppo import train
+from trainers.training_state import policy_payload
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,6 +9,7 @@ import pytest
 
 from conftest import BACKENDS, HARSH, World, node, obs_index, params_with, quiet_params
 from kernels.world import (
+    OBS_BUDGET, OBS_X, OBS_Y,
     CLEAN, CPU, DOWN, LEFT, MEM, NOOP, OBS_SIZE, OUTSIDE, RIGHT, SCALE_FULL, SCALE_HALF,
     STAT_AVG_LOAD, STAT_BUDGET_SPENT, STAT_COLLAPSED, STAT_CRIT, STAT_CRIT_RATE, STAT_INVALID,
     STAT_LENGTH, STAT_OOM, STAT_OOM_RATE, STAT_OVERLOAD, STAT_RETURN, UP,
@@ -65,7 +66,7 @@ def test_observation_layout_every_position(backend):
                                              ((j * 7) % n) / 64.0]
                     else:
                         expected[k:k + 3] = -1.0
-            expected[27:] = [y / 4.0, x / 6.0, 0.75]
+            expected[OBS_Y:] = [y / 4.0, x / 6.0, 0.75]
             np.testing.assert_array_equal(obs, expected, err_msg=f"agent at ({y}, {x})")
 
 
@@ -92,7 +93,7 @@ def test_observation_padding_edges_and_corners(backend, y, x, outside):
                 assert np.all(values == OUTSIDE), (dy, dx)
             else:
                 assert np.all((values >= 0.0) & (values <= 1.0)), (dy, dx)
-    assert obs[27] == np.float32(y / 4.0) and obs[28] == np.float32(x / 6.0)
+    assert obs[OBS_Y] == np.float32(y / 4.0) and obs[OBS_X] == np.float32(x / 6.0)
 
 
 def test_cpu_observation_saturates_at_one(backend):
@@ -117,7 +118,7 @@ def test_multi_agent_observation_rows(backend):
     obs, rewards, _, _ = world.step(NOOP)
     for (g, a), (y, x) in positions.items():
         row = obs[g * 2 + a]
-        assert row[27] == np.float32(y / 4.0) and row[28] == np.float32(x / 6.0)
+        assert row[OBS_Y] == np.float32(y / 4.0) and row[OBS_X] == np.float32(x / 6.0)
     assert rewards[0] == rewards[1] and rewards[2] == rewards[3]
 
 
@@ -135,7 +136,7 @@ def test_moves_and_staying_at_the_edge(backend):
                 ey = min(max(y + dy, 0), params.height - 1)
                 ex = min(max(x + dx, 0), params.width - 1)
                 assert (world.state.agent_y[0, 0], world.state.agent_x[0, 0]) == (ey, ex)
-                assert obs[0, 27] == np.float32(ey / 4.0) and obs[0, 28] == np.float32(ex / 6.0)
+                assert obs[0, OBS_Y] == np.float32(ey / 4.0) and obs[0, OBS_X] == np.float32(ex / 6.0)
                 assert rewards[0] == 0.0  # moves are free and never invalid
     assert world.state.budget[0] == 1.0
     assert world.state.ep_spent[0] == 0.0 and world.state.ep_invalid[0] == 0
@@ -156,9 +157,9 @@ def test_noop_changes_nothing_in_a_quiet_world(backend):
 def test_budget_regeneration_is_capped_at_one(backend):
     world = World(backend, quiet_params(budget_regen=0.0625))
     world.state.budget[0] = 0.5
-    assert world.step(NOOP)[0][0, 29] == 0.5625
+    assert world.step(NOOP)[0][0, OBS_BUDGET] == 0.5625
     world.state.budget[0] = 0.96875
-    assert world.step(NOOP)[0][0, 29] == 1.0
+    assert world.step(NOOP)[0][0, OBS_BUDGET] == 1.0
     assert world.state.budget[0] == 1.0
 
 
@@ -178,7 +179,7 @@ def test_clean_reduces_memory_and_spikes_on_the_window(backend, y, x, fraction):
     np.testing.assert_array_equal(world.state.mem[0], np.where(cleaned, 0.75 * keep, 0.75))
     np.testing.assert_array_equal(world.state.spike[0], np.where(cleaned, 0.5 * keep, 0.5))
     assert world.state.budget[0] == 1.0 - params.clean_cost
-    assert obs[0, 29] == np.float32(1.0 - params.clean_cost)
+    assert obs[0, OBS_BUDGET] == np.float32(1.0 - params.clean_cost)
     assert world.state.ep_spent[0] == params.clean_cost
     assert obs[0, obs_index(0, 0, MEM)] == np.float32(0.75 * keep)
     assert rewards[0] == 0.0  # every cleaned node was above clean_useful_mem: no waste
@@ -300,7 +301,7 @@ def test_partial_scaling_when_budget_is_short(backend, action, unit):
     obs, rewards, _, _ = world.step(action)
     cost = params.scale_cost * unit
     assert world.state.cap[0, i] == pytest.approx(1.0 + unit * 0.125 / cost, rel=1e-7)
-    assert world.state.budget[0] == 0.0 and obs[0, 29] == 0.0
+    assert world.state.budget[0] == 0.0 and obs[0, OBS_BUDGET] == 0.0
     assert world.state.ep_spent[0] == 0.125
     assert rewards[0] == 0.0 and world.state.ep_invalid[0] == 0
     # With nothing left to pay, scaling adds nothing and is invalid.
@@ -504,7 +505,7 @@ def test_collapse_on_critical_ooms(backend):
 def test_collapse_on_total_ooms(backend):
     params = quiet_params(height=4, width=4, oom_limit=0.1875, crit_limit=1000,
                           collapse_penalty=7.0, oom_penalty=1.0, crit_weight=2.0)
-    assert params.oom_limit == 3  # a fraction of the 16 nodes
+    assert params.oom_collapse_count == 3  # a fraction of the 16 nodes
     world = World(backend, params)
     flat(world, prio=0.25)
     _force_oom(world, 0, 0, 0.25)

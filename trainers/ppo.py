@@ -1,8 +1,9 @@
-"""PPO for the gardener, in the spirit of CleanRL's `ppo.py`: one file, read top to bottom.
+"""PPO in the spirit of CleanRL's `ppo.py`: `train()` reads top to bottom.
 
 Rollouts come straight from the PufferLib vector env's buffers; then GAE, a clipped policy
 loss, a clipped value loss, an entropy bonus, advantage normalisation, learning-rate annealing,
-gradient clipping, minibatches and epochs, all from the `[train]` config section.
+gradient clipping, minibatches and epochs, all from the `[train]` config section. The env is
+the registry's spec of `[base] env_name` (`puffer_cluster.registry`).
 """
 from __future__ import annotations
 
@@ -11,30 +12,28 @@ import shlex
 import sys
 import time
 from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pufferlib.vector
 import torch
 from torch import nn
 from torch.distributions.categorical import Categorical
 from torch.utils.tensorboard import SummaryWriter
 
-from kernels.world import STAT_RETURN
-from puffer_cluster.config import ConfigError, save_config, world_config
-from puffer_cluster.env import GardenerEnv, KernelVectorEnv, world_params
-from puffer_cluster.evaluate import play_episodes
-from puffer_cluster.policies import HeuristicPolicy, ModelPolicy, policy_factory
+from puffer_cluster.config import save_config
+from puffer_cluster.evaluate import heldout_return
+from puffer_cluster.policies import ModelPolicy
+from puffer_cluster.registry import get_env_spec, policy_factory
 from trainers.checkpoint import load_checkpoint, remove_partial_files, save_atomic
 from trainers.curves import plot_learning_curve
 from trainers.dashboard import Dashboard
 from trainers.models import make_policy
 from trainers.stopping import StopOnSignal, workers_ignore_ctrl_c
 from trainers.train_config import resolve_device, validate_train_config
-
-# The second curve of learning_curve.png, per env: (scalar name, label).
-SECOND_STATISTIC = {"gardener": ("environment/oom_rate", "OOM per 100 steps"),
-                    "simarena": ("environment/solved", "solved fraction")}
+from trainers.training_state import (
+    policy_payload, restore_training_state, resumed_progress, save_training_state,
+)
 
 
 # --- The pieces of the PPO loss, small enough to check by hand -------------------------------
@@ -84,37 +83,142 @@ def explained_variance(predicted, target) -> float:
     return float("nan") if variance == 0 else float(1 - np.var(target - predicted) / variance)
 
 
-# --- Environment, device, run directory -------------------------------------------------------
+# --- The pieces of the loop ------------------------------------------------------------------
 
-def make_vecenv(config: dict):
-    """The env of the `[vec]` section: the native env, or Serial/Multiprocessing copies of it."""
-    if config["base"]["env_name"] == "simarena":  # SimArena hook: its own env (issue 6)
-        from puffer_cluster.simarena import make_simarena_vecenv
-        return make_simarena_vecenv(config)
-    vec = config["vec"]
-    if config["policy"]["critic"] not in ("plain", "privileged"):
-        raise ConfigError(f"policy.critic must be plain or privileged, got {config['policy']['critic']!r}")
-    env_kwargs = dict(num_envs=config["env"]["num_envs"], log_interval=config["env"]["log_interval"],
-                      critic_features=config["policy"]["critic"] == "privileged",
-                      **world_config(config))
-    backend = vec["backend"]
-    if backend == "PufferEnv":
-        return GardenerEnv(seed=vec["seed"], **env_kwargs)
-    extra = {}
-    if backend == "Multiprocessing":
-        extra = dict(num_workers=vec["num_workers"], batch_size=vec["num_envs"])
-    return pufferlib.vector.make(GardenerEnv, backend=getattr(pufferlib.vector, backend),
-                                 num_envs=vec["num_envs"], env_kwargs=env_kwargs,
-                                 seed=vec["seed"], **extra)
+@dataclass
+class Rollout:
+    """num_steps steps of every agent: what PPO learns from."""
+    obs: torch.Tensor
+    actions: torch.Tensor
+    logprobs: torch.Tensor
+    rewards: torch.Tensor
+    episode_starts: torch.Tensor
+    values: torch.Tensor
+    teacher_actions: torch.Tensor
+
+    @classmethod
+    def zeros(cls, num_steps: int, num_agents: int, obs_size: int, device) -> "Rollout":
+        shape = (num_steps, num_agents)
+        return cls(obs=torch.zeros((*shape, obs_size), device=device),
+                   actions=torch.zeros(shape, dtype=torch.long, device=device),
+                   logprobs=torch.zeros(shape, device=device),
+                   rewards=torch.zeros(shape, device=device),
+                   episode_starts=torch.zeros(shape, dtype=torch.bool, device=device),
+                   values=torch.zeros(shape, device=device),
+                   teacher_actions=torch.zeros(shape, dtype=torch.long, device=device))
+
+
+def flat(x: torch.Tensor) -> torch.Tensor:
+    """(T, N, ...) -> (T * N, ...): time-major, as the minibatch indices count."""
+    return x.reshape(-1, *x.shape[2:])
+
+
+def teacher_weight(iteration: int, cloning_iterations: int, teacher_iterations: float,
+                   args: dict) -> float:
+    """The distillation loss's weight: `teacher_coef` while cloning, then fading linearly to
+    `teacher_final_coef` over `teacher_iterations` updates, then held."""
+    since = max(0, iteration - 1 - cloning_iterations)
+    fade = min(1.0, since / teacher_iterations) if teacher_iterations > 0 else 1.0
+    return args["teacher_coef"] + fade * (args["teacher_final_coef"] - args["teacher_coef"])
+
+
+def minibatch_indices(num_steps: int, num_agents: int, num_minibatches: int, recurrent: bool,
+                      device) -> list[torch.Tensor]:
+    """One epoch's shuffled minibatches: indices into the flattened batch or, for a recurrent
+    policy, agents (whole sequences, so the LSTM replays them in order)."""
+    if recurrent:
+        per_minibatch = max(1, num_agents // num_minibatches)
+        order = torch.randperm(num_agents, device=device)
+        return [order[i:i + per_minibatch] for i in range(0, num_agents, per_minibatch)]
+    batch_size = num_steps * num_agents
+    per_minibatch = batch_size // num_minibatches
+    order = torch.randperm(batch_size, device=device)
+    return [order[i:i + per_minibatch] for i in range(0, batch_size, per_minibatch)]
+
+
+def minibatch_forward(agent: nn.Module, rollout: Rollout, mb: torch.Tensor, initial_state):
+    """The policy's new logits and values on minibatch `mb`, flattened, and their indices into
+    the flattened batch."""
+    if not agent.is_recurrent:
+        logits, values, _ = agent.step(flat(rollout.obs)[mb], (), None)
+        return logits, values, mb
+    num_steps, num_agents = rollout.episode_starts.shape
+    state = tuple(s[mb] for s in initial_state)
+    logits, values = agent.unroll(rollout.obs[:, mb], state, rollout.episode_starts[:, mb])
+    index = (torch.arange(num_steps, device=mb.device)[:, None] * num_agents
+             + mb[None, :]).reshape(-1)
+    return flat(logits), flat(values), index
+
+
+def ppo_update(agent: nn.Module, optimizer, rollout: Rollout, advantages, returns,
+               initial_state, teacher_coef: float, has_teacher: bool, cloning: bool, args: dict,
+               autocast: dict) -> dict:
+    """Epochs of minibatch steps on the rollout; the last minibatch's losses as scalars."""
+    b_actions, b_logprobs, b_teacher = flat(rollout.actions), flat(rollout.logprobs), \
+        flat(rollout.teacher_actions)
+    b_advantages, b_returns, b_values = flat(advantages), flat(returns), flat(rollout.values)
+    num_steps, num_agents = rollout.rewards.shape
+    clipfracs = []
+    for _ in range(args["update_epochs"]):
+        for mb in minibatch_indices(num_steps, num_agents, args["num_minibatches"],
+                                    agent.is_recurrent, b_actions.device):
+            with torch.autocast(**autocast):
+                new_logits, new_values, index = minibatch_forward(agent, rollout, mb, initial_state)
+            distribution = Categorical(logits=new_logits.float())
+            log_ratio = distribution.log_prob(b_actions[index]) - b_logprobs[index]
+            ratio = log_ratio.exp()
+            with torch.no_grad():
+                old_approx_kl = (-log_ratio).mean()
+                approx_kl = ((ratio - 1) - log_ratio).mean()
+                clipfracs.append(((ratio - 1.0).abs() > args["clip_coef"]).float().mean().item())
+            mb_advantages = b_advantages[index]
+            if args["norm_adv"]:
+                mb_advantages = normalize_advantages(mb_advantages)
+            pg_loss = clipped_policy_loss(ratio, mb_advantages, args["clip_coef"])
+            v_loss = value_loss(new_values.float(), b_returns[index], b_values[index],
+                                args["clip_coef"], args["clip_vloss"])
+            entropy_loss = distribution.entropy().mean()
+            teacher_loss = nn.functional.cross_entropy(new_logits.float(), b_teacher[index]) \
+                if has_teacher else torch.zeros((), device=b_actions.device)
+            if cloning:  # off-policy data: no policy-gradient term
+                loss = teacher_coef * teacher_loss + v_loss * args["vf_coef"]
+            else:
+                loss = pg_loss - args["ent_coef"] * entropy_loss + v_loss * args["vf_coef"] \
+                    + teacher_coef * teacher_loss
+            optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(agent.parameters(), args["max_grad_norm"])
+            optimizer.step()
+        if args["target_kl"] > 0 and approx_kl > args["target_kl"]:
+            break
+    return {"losses/teacher_loss": teacher_loss.item(), "losses/value_loss": v_loss.item(),
+            "losses/policy_loss": pg_loss.item(), "losses/entropy": entropy_loss.item(),
+            "losses/old_approx_kl": old_approx_kl.item(), "losses/approx_kl": approx_kl.item(),
+            "losses/clipfrac": float(np.mean(clipfracs)),
+            "losses/explained_variance": explained_variance(b_values.cpu().numpy(),
+                                                            b_returns.cpu().numpy())}
 
 
 def flatten_infos(infos) -> list[dict]:
     """PufferLib backends return a list of dicts, or one list per worker."""
-    flat = []
+    flat_infos = []
     for item in infos or []:
-        flat.extend(flatten_infos(item) if isinstance(item, list) else [item])
-    return flat
+        flat_infos.extend(flatten_infos(item) if isinstance(item, list) else [item])
+    return flat_infos
 
+
+def episode_scalars(infos: list[dict]) -> dict:
+    """`environment/<statistic>`: the infos' episode statistics averaged over their episodes
+    (each info holds the mean of `n` episodes), and CleanRL's episodic return and length."""
+    episodes = sum(info.get("n", 1) for info in infos)
+    scalars = {f"environment/{key}": sum(info[key] * info.get("n", 1) for info in infos) / episodes
+               for key in infos[0] if key != "n"}
+    scalars["charts/episodic_return"] = scalars["environment/episode_return"]
+    scalars["charts/episodic_length"] = scalars["environment/episode_length"]
+    return scalars
+
+
+# --- Run directory and held-out evaluation -----------------------------------------------------
 
 def new_run_dir(config: dict) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -138,65 +242,13 @@ def open_run_dir(config: dict, resume: str | None, run_dir: str | Path | None) -
     return run_dir
 
 
-def policy_payload(agent: nn.Module, config: dict, global_step: int, iteration: int) -> dict:
-    """What evaluation needs: small enough to ship (no optimizer, no env state)."""
-    return {"format": "puffer-cluster", "kind": "policy", "config": config,
-            "model": {k: v.detach().cpu() for k, v in agent.state_dict().items()},
-            "critic_extra": agent.critic_extra,
-            "global_step": global_step, "iteration": iteration}
-
-
-def heldout_return(config: dict, policy) -> float:
-    """Mean return of `policy` ('heuristic', or a network acting greedily) on the held-out
-    episodes: the first episodes of `[train] eval_episodes` envs seeded `eval_seed`, never the
-    benchmark's (SimArena: scenarios the eval table does not play)."""
-    args = config["train"]
-    if config["base"]["env_name"] == "simarena":
-        from kernels.simarena import STAT_RETURN as SIMARENA_RETURN
-        from puffer_cluster.simarena import heldout_scenarios, play_simarena_episodes
-        spec = policy if isinstance(policy, str) \
-            else (lambda n: ModelPolicy(policy, n, greedy=True))
-        stats, _ = play_simarena_episodes(spec, args["eval_episodes"], args["eval_seed"], config,
-                                          heldout_scenarios(config))
-        return float(stats[:, SIMARENA_RETURN].mean())
-    make = policy_factory(policy, config) if isinstance(policy, str) \
-        else (lambda n, params: ModelPolicy(policy, n, greedy=True))
-    stats = play_episodes(make, args["eval_episodes"], args["eval_seed"], world_config(config))
-    return float(stats[:, STAT_RETURN].mean())
-
-
 def evaluate_greedy(agent: nn.Module, config: dict) -> float:
+    """The held-out return of the network acting greedily (`evaluate.heldout_return`)."""
     agent.eval()
     try:
-        return heldout_return(config, agent)
+        return heldout_return(config, lambda n, params: ModelPolicy(agent, n, greedy=True))
     finally:
         agent.train()
-
-
-def rng_state(device: torch.device) -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
-             "torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_env_state(vecenv: KernelVectorEnv, training: dict) -> None:
-    """Put a native env back where a training checkpoint left it (its shapes must match)."""
-    for name, array in training["env_state"].items():
-        target = getattr(vecenv.state, name)
-        if target.shape != array.shape:
-            raise ConfigError(f"--resume cannot change the env's batch or size: the checkpoint's "
-                              f"{name} has shape {array.shape}, this config's {target.shape}")
-        target[...] = array
-
-
-def set_rng_state(state: dict, device: torch.device) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 # --- Training ---------------------------------------------------------------------------------
@@ -208,21 +260,17 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
     Nothing is created before the config is checked and the env, the network and the held-out
     reference are set up. A signal stops the run with `TrainingInterrupted` (see StopOnSignal)."""
     validate_train_config(config)
+    spec = get_env_spec(config["base"]["env_name"])
     args = config["train"]
     checkpoint = load_checkpoint(resume, require_training_state=True) if resume else None
 
     # Model selection: the greedy policy is scored on held-out episodes; the best becomes best.pt.
     # The heuristic on the same episodes is the curve's reference line (computed once per run).
     evaluating = args["eval_interval"] > 0
-    recorded = checkpoint["training"] if checkpoint else {}
-    best_eval_return = recorded.get("best_eval_return", -np.inf)
-    heuristic_return = recorded.get("heuristic_return")
-    if evaluating and heuristic_return is None:
-        heuristic_return = heldout_return(config, "heuristic")
-    # (global_step, training episodes' return, second statistic) and (global_step, held-out return)
-    history = list(recorded.get("history", []))
-    eval_history = list(recorded.get("eval_history", []))
-    second_key, second_label = SECOND_STATISTIC[config["base"]["env_name"]]
+    progress = resumed_progress(checkpoint)
+    if evaluating and progress["heuristic_return"] is None:
+        progress["heuristic_return"] = heldout_return(config, policy_factory("heuristic", config))
+    second_key, second_label = spec.curve_statistic
 
     # Seeding (CleanRL's order) and device.
     random.seed(args["seed"])
@@ -236,86 +284,52 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
                     enabled=args["precision"] == "bfloat16")
 
     with workers_ignore_ctrl_c(config["vec"]["backend"] == "Multiprocessing"):
-        vecenv = make_vecenv(config)
+        vecenv = spec.make_vecenv(config)
+    native = getattr(vecenv, "driver_env", vecenv)  # one copy, for Serial/Multiprocessing
     num_agents = vecenv.num_agents
     num_steps = args["num_steps"]
     batch_size = num_agents * num_steps
-    minibatch_size = batch_size // args["num_minibatches"]
     num_iterations = max(1, args["total_timesteps"] // batch_size)
 
-    obs_size = vecenv.single_observation_space.shape[0]  # OBS_SIZE (+ critic features), or SimArena's
-    critic_extra = getattr(getattr(vecenv, "driver_env", vecenv), "critic_features", 0)
+    obs_size = vecenv.single_observation_space.shape[0]  # the actor's, + privileged critic columns
+    critic_extra = getattr(native, "critic_features", 0) if spec.privileged_critic else 0
     agent = make_policy(config["policy"], obs_size - critic_extra, vecenv.single_action_space.n,
                         critic_extra).to(device)
     # Kickstarting: a teacher's actions add a distillation loss that fades out over training.
-    teacher = HeuristicPolicy(num_agents, world_params(world_config(config)), config["heuristic"]) \
-        if args["teacher"] == "heuristic" else None
+    teacher = policy_factory(args["teacher"], config)(num_agents, native.params) \
+        if args["teacher"] != "none" else None
     # Behaviour cloning first: the teacher acts, the policy imitates it, the value regresses.
     cloning_iterations = int(args["teacher_clone_fraction"] * num_iterations) if teacher else 0
     teacher_iterations = args["teacher_fraction"] * num_iterations
     optimizer = torch.optim.Adam(agent.parameters(), lr=args["learning_rate"], eps=1e-5)
     forward = torch.compile(agent.step) if args["compile"] else agent.step
+    rollout = Rollout.zeros(num_steps, num_agents, obs_size, device)
 
-    # Rollout storage.
-    obs = torch.zeros((num_steps, num_agents, obs_size), device=device)
-    actions = torch.zeros((num_steps, num_agents), dtype=torch.long, device=device)
-    logprobs = torch.zeros((num_steps, num_agents), device=device)
-    rewards = torch.zeros((num_steps, num_agents), device=device)
-    episode_starts = torch.zeros((num_steps, num_agents), dtype=torch.bool, device=device)
-    values = torch.zeros((num_steps, num_agents), device=device)
-    teacher_actions = torch.zeros((num_steps, num_agents), dtype=torch.long, device=device)
-
-    # Start the game.
+    # Start the game, or continue where the checkpoint stopped.
     global_step, first_iteration = 0, 1
     vecenv.async_reset(config["vec"]["seed"])
     next_obs_buffer = vecenv.recv()[0]
-    next_obs = torch.as_tensor(next_obs_buffer, device=device)
-    next_episode_start = torch.ones(num_agents, dtype=torch.bool, device=device)
-    policy_state = agent.initial_state(num_agents, device)
+    carry = {"next_episode_start": torch.ones(num_agents, dtype=torch.bool, device=device),
+             "policy_state": agent.initial_state(num_agents, device)}
     if checkpoint is not None:
-        training = checkpoint["training"]
-        agent.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(training["optimizer"])
         global_step, first_iteration = checkpoint["global_step"], checkpoint["iteration"] + 1
-        set_rng_state(training["rng"], device)
-        if isinstance(vecenv, KernelVectorEnv):
-            restore_env_state(vecenv, training)
-            vecenv.tick = training["env_tick"]
-            vecenv.observations[...] = training["next_obs"]
-            next_obs = torch.as_tensor(vecenv.observations, device=device)
-            next_episode_start = training["next_episode_start"].to(device)
-            next_obs_buffer = vecenv.observations
-            policy_state = tuple(s.to(device) for s in training["policy_state"])
+        restored = restore_training_state(checkpoint, agent, optimizer, vecenv, device)
+        if restored is not None:
+            carry, next_obs_buffer = restored, vecenv.observations
         elif not quiet:
             print("note: the env state of a Serial/Multiprocessing run is not saved; "
                   "the envs restart from their seeds")
+    next_obs = torch.as_tensor(next_obs_buffer, device=device)
+    next_episode_start, policy_state = carry["next_episode_start"], carry["policy_state"]
 
     run_dir = open_run_dir(config, resume, run_dir)
-    saved_iteration = checkpoint["iteration"] if checkpoint else None
-
-    def save_training_checkpoint(iteration: int) -> None:
-        payload = policy_payload(agent, config, global_step, iteration)
-        payload["kind"] = "training"
-        payload["training"] = {
-            "optimizer": optimizer.state_dict(), "rng": rng_state(device),
-            "next_episode_start": next_episode_start.cpu(),
-            "policy_state": tuple(s.detach().cpu() for s in policy_state),
-            "best_eval_return": best_eval_return, "heuristic_return": heuristic_return,
-            "history": history, "eval_history": eval_history,
-        }
-        if isinstance(vecenv, KernelVectorEnv):
-            payload["training"].update(
-                env_state={k: v.copy() for k, v in vecenv.state._asdict().items()},
-                env_tick=vecenv.tick, next_obs=vecenv.observations.copy())
-        save_atomic(payload, run_dir / "latest.pt")
-        interrupt.saved_iteration = iteration
-
     writer = SummaryWriter(str(run_dir))
+    best = progress["best_eval_return"]
     dashboard = Dashboard(config, num_iterations, batch_size, run_dir, cloning_iterations,
-                          first_iteration, global_step,
-                          best_eval_return if np.isfinite(best_eval_return) else None,
-                          heuristic_return, quiet)
-    interrupt = StopOnSignal(run_dir, saved_iteration, dashboard.stopping)
+                          first_iteration, global_step, best if np.isfinite(best) else None,
+                          progress["heuristic_return"], quiet)
+    interrupt = StopOnSignal(run_dir, checkpoint["iteration"] if checkpoint else None,
+                             dashboard.stopping)
     start_time, start_step = time.time(), global_step
     iteration = first_iteration - 1
     with closing(vecenv), writer, interrupt, dashboard:
@@ -330,116 +344,47 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
             episode_infos = []
             for step in range(num_steps):
                 global_step += num_agents
-                obs[step] = next_obs
-                episode_starts[step] = next_episode_start
+                rollout.obs[step] = next_obs
+                rollout.episode_starts[step] = next_episode_start
                 if teacher is not None:
-                    teacher_actions[step] = torch.as_tensor(
+                    rollout.teacher_actions[step] = torch.as_tensor(
                         teacher(next_obs_buffer, next_episode_start.cpu().numpy()), device=device)
                 with torch.no_grad(), torch.autocast(**autocast):
                     logits, value, policy_state = forward(next_obs, policy_state, next_episode_start)
                     distribution = Categorical(logits=logits.float())
-                    action = teacher_actions[step] if cloning else distribution.sample()
-                actions[step] = action
-                logprobs[step] = distribution.log_prob(action)
-                values[step] = value.float()
+                    action = rollout.teacher_actions[step] if cloning else distribution.sample()
+                rollout.actions[step] = action
+                rollout.logprobs[step] = distribution.log_prob(action)
+                rollout.values[step] = value.float()
                 vecenv.send(action.cpu().numpy().astype(np.int32))
-                step_obs, step_rewards, terminals, truncations, infos, _, _ = vecenv.recv()
-                rewards[step] = torch.as_tensor(step_rewards, device=device)
+                next_obs_buffer, step_rewards, terminals, truncations, infos, _, _ = vecenv.recv()
+                rollout.rewards[step] = torch.as_tensor(step_rewards, device=device)
                 next_episode_start = torch.as_tensor(terminals | truncations, device=device)
-                next_obs_buffer = step_obs
-                next_obs = torch.as_tensor(step_obs, device=device)
+                next_obs = torch.as_tensor(next_obs_buffer, device=device)
                 episode_infos.extend(flatten_infos(infos))
 
             # Advantages.
             with torch.no_grad(), torch.autocast(**autocast):
                 next_value = forward(next_obs, policy_state, next_episode_start)[1].float()
-            advantages, returns = compute_gae(rewards, values, episode_starts, next_value,
-                                              next_episode_start, args["gamma"], args["gae_lambda"])
+            advantages, returns = compute_gae(rollout.rewards, rollout.values, rollout.episode_starts,
+                                              next_value, next_episode_start, args["gamma"],
+                                              args["gae_lambda"])
 
             # Optimise the policy and value network.
-            flat = lambda x: x.reshape(-1, *x.shape[2:])
-            b_actions, b_logprobs, b_teacher = flat(actions), flat(logprobs), flat(teacher_actions)
-            teacher_coef = 0.0
-            if teacher is not None:
-                since = max(0, iteration - 1 - cloning_iterations)
-                fade = min(1.0, since / teacher_iterations) if teacher_iterations > 0 else 1.0
-                teacher_coef = args["teacher_coef"] + fade * (args["teacher_final_coef"] - args["teacher_coef"])
-            b_advantages, b_returns, b_values = flat(advantages), flat(returns), flat(values)
-            clipfracs = []
-            agents_per_minibatch = max(1, num_agents // args["num_minibatches"])
-            for epoch in range(args["update_epochs"]):
-                if agent.is_recurrent:  # whole sequences, so the LSTM replays them in order
-                    agent_order = torch.randperm(num_agents, device=device)
-                    minibatches = [agent_order[i:i + agents_per_minibatch]
-                                   for i in range(0, num_agents, agents_per_minibatch)]
-                else:
-                    order = torch.randperm(batch_size, device=device)
-                    minibatches = [order[i:i + minibatch_size]
-                                   for i in range(0, batch_size, minibatch_size)]
-                for mb in minibatches:
-                    with torch.autocast(**autocast):
-                        if agent.is_recurrent:
-                            mb_state = tuple(s[mb] for s in initial_policy_state)
-                            new_logits, new_values = agent.unroll(obs[:, mb], mb_state,
-                                                                  episode_starts[:, mb])
-                            new_logits, new_values = flat(new_logits), flat(new_values)
-                            index = (torch.arange(num_steps, device=device)[:, None] * num_agents
-                                     + mb[None, :]).reshape(-1)
-                        else:
-                            new_logits, new_values, _ = agent.step(flat(obs)[mb], (), None)
-                            index = mb
-                    distribution = Categorical(logits=new_logits.float())
-                    new_logprob = distribution.log_prob(b_actions[index])
-                    log_ratio = new_logprob - b_logprobs[index]
-                    ratio = log_ratio.exp()
-                    with torch.no_grad():
-                        old_approx_kl = (-log_ratio).mean()
-                        approx_kl = ((ratio - 1) - log_ratio).mean()
-                        clipfracs.append(((ratio - 1.0).abs() > args["clip_coef"]).float().mean().item())
-                    mb_advantages = b_advantages[index]
-                    if args["norm_adv"]:
-                        mb_advantages = normalize_advantages(mb_advantages)
-                    pg_loss = clipped_policy_loss(ratio, mb_advantages, args["clip_coef"])
-                    v_loss = value_loss(new_values.float(), b_returns[index], b_values[index],
-                                        args["clip_coef"], args["clip_vloss"])
-                    entropy_loss = distribution.entropy().mean()
-                    teacher_loss = nn.functional.cross_entropy(new_logits.float(), b_teacher[index]) \
-                        if teacher is not None else torch.zeros((), device=device)
-                    if cloning:  # off-policy data: no policy-gradient term
-                        loss = teacher_coef * teacher_loss + v_loss * args["vf_coef"]
-                    else:
-                        loss = pg_loss - args["ent_coef"] * entropy_loss + v_loss * args["vf_coef"] \
-                            + teacher_coef * teacher_loss
-                    optimizer.zero_grad()
-                    loss.backward()
-                    nn.utils.clip_grad_norm_(agent.parameters(), args["max_grad_norm"])
-                    optimizer.step()
-                if args["target_kl"] > 0 and approx_kl > args["target_kl"]:
-                    break
+            teacher_coef = teacher_weight(iteration, cloning_iterations, teacher_iterations, args) \
+                if teacher is not None else 0.0
+            losses = ppo_update(agent, optimizer, rollout, advantages, returns,
+                                initial_policy_state, teacher_coef, teacher is not None, cloning,
+                                args, autocast)
 
             # Record.
             sps = int((global_step - start_step) / max(time.time() - start_time, 1e-9))
-            scalars = {
-                "charts/learning_rate": optimizer.param_groups[0]["lr"],
-                "charts/teacher_coef": teacher_coef,
-                "losses/teacher_loss": teacher_loss.item(),
-                "charts/SPS": sps,
-                "losses/value_loss": v_loss.item(), "losses/policy_loss": pg_loss.item(),
-                "losses/entropy": entropy_loss.item(), "losses/old_approx_kl": old_approx_kl.item(),
-                "losses/approx_kl": approx_kl.item(), "losses/clipfrac": float(np.mean(clipfracs)),
-                "losses/explained_variance": explained_variance(b_values.cpu().numpy(),
-                                                                b_returns.cpu().numpy()),
-            }
+            scalars = {"charts/learning_rate": optimizer.param_groups[0]["lr"],
+                       "charts/teacher_coef": teacher_coef, "charts/SPS": sps, **losses}
             if episode_infos:
-                episodes = sum(info.get("n", 1) for info in episode_infos)
-                for key in episode_infos[0]:
-                    if key != "n":
-                        scalars[f"environment/{key}"] = sum(
-                            info[key] * info.get("n", 1) for info in episode_infos) / episodes
-                scalars["charts/episodic_return"] = scalars["environment/episode_return"]
-                scalars["charts/episodic_length"] = scalars["environment/episode_length"]
-                history.append((global_step, scalars["charts/episodic_return"],
-                                scalars.get(second_key, float("nan"))))
+                scalars.update(episode_scalars(episode_infos))
+                progress["history"].append((global_step, scalars["charts/episodic_return"],
+                                            scalars.get(second_key, float("nan"))))
             for key, value in scalars.items():
                 writer.add_scalar(key, value, global_step)
             dashboard.update(iteration, global_step, scalars)
@@ -448,25 +393,33 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
             if evaluating and (iteration % args["eval_interval"] == 0 or iteration == num_iterations):
                 eval_return = evaluate_greedy(agent, config)
                 writer.add_scalar("eval/episodic_return", eval_return, global_step)
-                writer.add_scalar("eval/heuristic_return", heuristic_return, global_step)
-                eval_history.append((global_step, eval_return))
-                if eval_return > best_eval_return:
-                    best_eval_return = eval_return
+                writer.add_scalar("eval/heuristic_return", progress["heuristic_return"], global_step)
+                progress["eval_history"].append((global_step, eval_return))
+                if eval_return > progress["best_eval_return"]:
+                    progress["best_eval_return"] = eval_return
                     save_atomic(policy_payload(agent, config, global_step, iteration),
                                 run_dir / "best.pt")
-                dashboard.record_eval(eval_return, best_eval_return, heuristic_return)
+                dashboard.record_eval(eval_return, progress["best_eval_return"],
+                                      progress["heuristic_return"])
             if iteration % args["checkpoint_interval"] == 0 or stopping:
-                save_training_checkpoint(iteration)
+                save_training_state(run_dir / "latest.pt", agent, optimizer, vecenv, config,
+                                    global_step, iteration, {"next_episode_start": next_episode_start,
+                                                             "policy_state": policy_state}, progress)
+                interrupt.saved_iteration = iteration
                 save_atomic(policy_payload(agent, config, global_step, iteration),
                             run_dir / f"model_{iteration:06d}.pt")
             if stopping:
                 break
         else:
-            save_training_checkpoint(iteration)
+            save_training_state(run_dir / "latest.pt", agent, optimizer, vecenv, config,
+                                global_step, iteration, {"next_episode_start": next_episode_start,
+                                                         "policy_state": policy_state}, progress)
+            interrupt.saved_iteration = iteration
             save_atomic(policy_payload(agent, config, global_step, iteration), run_dir / "final.pt")
 
-    plot_learning_curve(run_dir / "learning_curve.png", run_dir.name, history, eval_history,
-                        heuristic_return, cloning_iterations * batch_size, second_label)
+    plot_learning_curve(run_dir / "learning_curve.png", run_dir.name, progress["history"],
+                        progress["eval_history"], progress["heuristic_return"],
+                        cloning_iterations * batch_size, second_label)
     if interrupt.requested:
         raise interrupt.interrupted(f"stopped by {interrupt.signal_name} after update {iteration}")
     return run_dir

@@ -9,13 +9,13 @@ import math
 
 import torch
 
-from puffer_cluster.config import ConfigError, world_config
+from puffer_cluster.config import ConfigError
+from puffer_cluster.registry import get_env_spec
 from trainers.models import POLICIES
 
-ENV_NAMES = ("gardener", "simarena")
+CRITICS = ("plain", "privileged")
 VEC_BACKENDS = ("PufferEnv", "Serial", "Multiprocessing")
 PRECISIONS = ("float32", "bfloat16")
-TEACHERS = ("none", "heuristic")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -38,9 +38,8 @@ def resolve_device(name: str) -> torch.device:
 
 def num_agents(config: dict) -> int:
     """Agents stepped per env step: grids x gardeners per grid, times the [vec] copies."""
-    per_env = config["env"]["num_envs"]
-    if config["base"]["env_name"] == "gardener":
-        per_env *= config["env"]["agents_per_grid"]
+    spec = get_env_spec(config["base"]["env_name"])
+    per_env = config["env"]["num_envs"] * spec.agents_per_env(config)
     copies = 1 if config["vec"]["backend"] == "PufferEnv" else config["vec"]["num_envs"]
     return per_env * copies
 
@@ -58,7 +57,7 @@ def _at_least(key: str, value, low) -> None:
 def validate_train_config(config: dict) -> None:
     """Raise `ConfigError` for the first value of `config` the trainer cannot run with."""
     base, env, vec, train = config["base"], config["env"], config["vec"], config["train"]
-    _one_of("base.env_name", base["env_name"], ENV_NAMES)
+    spec = get_env_spec(base["env_name"])
     _at_least("env.num_envs", env["num_envs"], 1)
     _at_least("env.log_interval", env["log_interval"], 1)
     _one_of("vec.backend", vec["backend"], VEC_BACKENDS)
@@ -69,22 +68,18 @@ def validate_train_config(config: dict) -> None:
         if vec["num_envs"] % vec["num_workers"]:
             raise ConfigError(f"vec.num_workers must divide vec.num_envs ({vec['num_envs']}), "
                               f"got {vec['num_workers']}")
-    if base["env_name"] == "gardener":
-        from puffer_cluster.env import world_params
-        world_params(world_config(config))  # the world's own ranges
-    else:
-        from puffer_cluster.simarena import simarena_settings
-        simarena_settings(config)
-        if train["teacher"] != "none":
-            raise ConfigError("train.teacher must be none for SimArena (the heuristic teacher "
-                              f"reads the gardener's observation), got {train['teacher']!r}")
+    spec.check_config(config)  # the env's own ranges
+    teachers = ("none", spec.teacher) if spec.teacher else ("none",)
+    if train["teacher"] not in teachers:
+        raise ConfigError(f"train.teacher must be one of {', '.join(teachers)} for the {spec.name} "
+                          f"env, got {train['teacher']!r}")
 
     _one_of("policy.name", config["policy"]["name"], tuple(POLICIES))
+    _one_of("policy.critic", config["policy"]["critic"], CRITICS)
     _at_least("policy.hidden_size", config["policy"]["hidden_size"], 1)
 
     resolve_device(train["device"])
     _one_of("train.precision", train["precision"], PRECISIONS)
-    _one_of("train.teacher", train["teacher"], TEACHERS)
     _at_least("train.torch_threads", train["torch_threads"], 0)
     if not (math.isfinite(train["learning_rate"]) and train["learning_rate"] > 0):
         raise ConfigError(f"train.learning_rate must be a finite number > 0, "

@@ -6,8 +6,9 @@ from pathlib import Path
 
 from puffer_cluster.cli.common import CONFIG_HELP, POLICY_HELP, CLIError, positive_int
 from puffer_cluster.config import load_config, world_config
-from puffer_cluster.policies import policy_factory
 from puffer_cluster.record import record_frames, write_animation
+from puffer_cluster.registry import get_env_spec, policy_factory
+from puffer_cluster.replay import TraceReplayGymEnv, replay_settings
 
 FORMATS = (".gif", ".mp4")
 
@@ -49,20 +50,19 @@ def _check_out(out: Path) -> None:
 
 def run(args, overrides: list[str]) -> int:
     config = load_config(args.config, overrides)
-    if config["base"]["env_name"] == "simarena":
-        raise CLIError("record: SimArena renders text only, there are no frames to record; "
-                       "record the gardener world or a trace replay (--traces)")
+    spec = get_env_spec(config["base"]["env_name"])
+    if "rgb_array" not in spec.gym_env.metadata["render_modes"]:
+        raise CLIError(f"record: the {spec.name} env renders text only, there are no frames to "
+                       "record; record the gardener world or a trace replay (--traces)")
     _check_out(args.out)
     world = world_config(config)
     if args.traces is not None:
-        from puffer_cluster.replay import TraceReplayGymEnv, replay_settings
         if not args.traces.exists():
             raise CLIError(f"--traces {args.traces}: no such file or directory")
         env = TraceReplayGymEnv(trace=args.traces, render_mode="rgb_array",
                                 replay=replay_settings(config), **world)
     else:
-        from puffer_cluster.env import GardenerGymEnv
-        env = GardenerGymEnv(render_mode="rgb_array", **world)
+        env = spec.gym_env(render_mode="rgb_array", **world)
     policy = policy_factory(args.policy, config, args.seed)(1, env.params)
     frames, episode_return = record_frames(env, policy, args.steps, args.seed)
     try:

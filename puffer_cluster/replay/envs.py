@@ -10,7 +10,7 @@ from kernels import replay as kernel
 from kernels.world import NUM_ACTIONS, OBS_SIZE
 from puffer_cluster.config import ConfigError, env_defaults
 from puffer_cluster.env import (
-    KernelVectorEnv, OneGridGymEnv, as_action_array, observation_space, world_params,
+    KernelVectorEnv, OneGridGymEnv, observation_space, world_params,
 )
 from puffer_cluster.render import render_ansi, render_rgb
 from puffer_cluster.replay.discovery import load_timelines
@@ -86,11 +86,6 @@ class TraceReplayEnv(KernelVectorEnv):
     def _reset_all(self):
         self._reset_kernel(self.state, self.params, self.replay_params, self.kernel_timelines,
                            self.observations)
-
-    def _checked_actions(self, actions):
-        actions = as_action_array(actions, self.num_agents)
-        # One compiled signature: Numba types read-only arrays apart.
-        return actions if actions.flags.writeable else actions.copy()
 
     def _step_all(self, actions):
         self._step_kernel(self.state, self.params, self.replay_params, self.kernel_timelines,

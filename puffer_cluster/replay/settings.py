@@ -5,7 +5,7 @@ import math
 
 from kernels import replay as kernel
 from puffer_cluster.config import ConfigError, config_section, settings_from
-from puffer_cluster.replay.scheduler import MAX_POD_BYTES, MAX_POD_MILLICORES
+from kernels.placement import MAX_POD_BYTES, MAX_POD_MILLICORES
 from puffer_cluster.traces import TraceError
 
 GIB = 2**30

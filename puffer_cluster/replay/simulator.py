@@ -1,6 +1,6 @@
 """The replay as discrete events: SimKube's driver applying and deleting the trace's objects,
 the workload controllers (`puffer_cluster.replay.controllers`) keeping their pods, and the
-scheduler (`puffer_cluster.replay.scheduler`) placing them.
+scheduler (`kernels.placement`) placing them.
 
 - Events in file order; within an event, the applied objects, then the deleted ones. Objects go
   to the virtual namespace `<virtual_ns_prefix>-<namespace>`, created on first use. Deleting an
@@ -22,7 +22,7 @@ import numpy as np
 
 from puffer_cluster.replay.controllers import Workload, build_workload
 from puffer_cluster.replay.requests import PodTemplate, Priorities
-from puffer_cluster.replay.scheduler import MAX_POD_BYTES, MAX_POD_MILLICORES, NodeAllocations
+from kernels.placement import MAX_POD_BYTES, MAX_POD_MILLICORES, NodeAllocations
 from puffer_cluster.replay.settings import GIB, ReplayError, ReplaySettings
 from puffer_cluster.traces import (
     BUILTIN_POD_SPEC_TEMPLATE_PATHS, Trace, TraceError, object_gvk, parse_gvk,
