@@ -153,6 +153,25 @@ def puffer_train_config(config: dict, settings: PuffeRLSettings, device: torch.d
     }
 
 
+def pufferl_run_config(config: dict) -> dict:
+    """The config a pufferl run trains with and saves: the plain observation (the privileged
+    critic's features are our PPO's alone), and the default run name (ppo) naming the trainer."""
+    name = "pufferl" if config["train"]["name"] == DEFAULT_RUN_NAME else config["train"]["name"]
+    return {**config, "policy": {**config["policy"], "critic": "plain"},
+            "train": {**config["train"], "name": name}}
+
+
+def new_puffer_rl(pufferl, train_config: dict, vecenv, policy: nn.Module, logger=None):
+    """A `PuffeRL` without its full-screen dashboard (our progress view shows the run)."""
+    class QuietPuffeRL(pufferl.PuffeRL):
+        def print_dashboard(self, *args, **kwargs):
+            pass
+
+    with warnings.catch_warnings():  # it asks for CUDA autocast even on the CPU
+        warnings.filterwarnings("ignore", "CUDA is not available", UserWarning)
+        return QuietPuffeRL(train_config, vecenv, policy, logger)
+
+
 def make_puffer_vecenv(config: dict):
     """The env PuffeRL trains on: the config's, as our PPO builds it."""
     return make_vecenv(config)
@@ -211,11 +230,7 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
     validate_train_config(config)
     settings = check_pufferl_config(config, resume)
     pufferl = import_pufferl()
-    # The plain observation: the privileged critic's features are our PPO's alone. The default
-    # run name (ppo) names the trainer.
-    name = "pufferl" if config["train"]["name"] == DEFAULT_RUN_NAME else config["train"]["name"]
-    config = {**config, "policy": {**config["policy"], "critic": "plain"},
-              "train": {**config["train"], "name": name}}
+    config = pufferl_run_config(config)
     args = config["train"]
     batch_size = num_agents(config) * args["num_steps"]
     num_iterations = max(1, args["total_timesteps"] // batch_size)
@@ -240,17 +255,9 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
     run_dir = open_run_dir(config, None, run_dir)
     writer = SummaryWriter(str(run_dir))
 
-    class QuietPuffeRL(pufferl.PuffeRL):
-        """PuffeRL without its full-screen dashboard: ours shows the run."""
-
-        def print_dashboard(self, *args, **kwargs):
-            pass
-
-    with warnings.catch_warnings():  # it asks for CUDA autocast even on the CPU
-        warnings.filterwarnings("ignore", "CUDA is not available", UserWarning)
-        trainer = QuietPuffeRL(puffer_train_config(config, settings, device, num_iterations,
-                                                   run_dir),
-                               vecenv, PuffeRLPolicy(model), TensorBoardLogger(writer))
+    trainer = new_puffer_rl(pufferl, puffer_train_config(config, settings, device,
+                                                         num_iterations, run_dir),
+                            vecenv, PuffeRLPolicy(model), TensorBoardLogger(writer))
     dashboard = Dashboard(config, num_iterations, batch_size, run_dir, quiet=quiet)
     interrupt = StopOnSignal(run_dir, on_first=lambda message: dashboard.stopping(
         message.split(":")[0] + ": finishing this update, then saving the policy and stopping"))
