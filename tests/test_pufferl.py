@@ -17,14 +17,16 @@ from trainers.pufferl import check_pufferl_config
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Four updates of 32 grids of 6x6 x 8 steps, in segments of 8 steps, 4 minibatches.
+# Four updates of 32 grids of 6x6 x 8 steps, in segments of 8 steps, 4 minibatches. Episodes
+# of 6 steps and statistics every 2 steps: every update sees episodes end, so whichever updates
+# PuffeRL logs (it logs at most every 0.25 s, and the last one) show episode returns.
 TINY_INI = """
 [env]
 num_envs = 32
-log_interval = 8
+log_interval = 2
 height = 6
 width = 6
-max_steps = 20
+max_steps = 6
 [train]
 trainer = pufferl
 teacher = none
