@@ -603,7 +603,8 @@ def training_notes(args) -> list[str]:
         f"hidden_size {policy['hidden_size']}: separate 2-layer tanh actor and critic; no "
         "in-training evaluation); timed at its `should_stop` callback.",
         f"{PUFFERL}: PufferLib's `PuffeRL.evaluate()` + `train()` in a fresh subprocess, on the "
-        "same native GardenerEnv and config: the same batch (grids x bptt_horizon 32), minibatch "
+        "same native GardenerEnv and config as `train --train.trainer pufferl` runs it (the "
+        "critic sees the plain observation): the same batch (grids x bptt_horizon 32), minibatch "
         "and epochs, adam, float32, no compile, its compiled advantage kernel "
         "(torch.ops.pufferlib), dashboard off; with our mlp (the same network), and with "
         f"`pufferlib.models.Default(hidden_size={policy['hidden_size']})` (one shared Linear+GELU "
