@@ -192,7 +192,7 @@ def run_loop(args, overrides: list[str]) -> int:
     from puffer_cluster.replay import replay_settings
     from puffer_cluster.run_records import RunRecorder, new_run_dir
     from puffer_cluster.simarena import ScenarioError, simarena_policy, simarena_settings
-    from puffer_cluster.simkube.loop import AgentLoop, ArenaView, LoopOptions
+    from puffer_cluster.simkube.loop import AgentLoop, ArenaView, LoopOptions, simulation_name
     config = load_config(args.config, overrides)
     given = {"deploy": args.deploy, "max_steps": args.steps, "reward": args.reward}
     settings = simarena_settings(config, namespace=args.namespace,
@@ -229,16 +229,16 @@ def run_loop(args, overrides: list[str]) -> int:
         url = (args.trace_url or f"file://{trace_dir.absolute()}").rstrip("/")
         print(f"dry run: would run {plan}")
         print(f"traces written to {trace_dir}, read by the driver at {url}; the first Simulation:")
-        print(simulation_yaml(build_simulation(f"{stem[:45]}-000", f"{url}/{stem[:45]}-000.sktrace",
-                                               sk, duration_s=duration_s, trace=local)), end="")
+        first = simulation_name(local.path, 0)
+        print(simulation_yaml(build_simulation(first, f"{url}/{first}.sktrace", sk,
+                                               duration_s=duration_s, trace=local)), end="")
         return 0
 
     api = api_client_from_kubeconfig(kubeconfig, args.context)
     run_dir = new_run_dir(args.records, f"loop-{stem}")
-    options = LoopOptions(trace=local.path, policy=args.policy, steps=settings.max_steps,
-                          episodes=args.episodes, duration_s=duration_s, timeout_s=timeout_s,
-                          trace_dir=args.trace_dir or run_dir / "traces", trace_url=args.trace_url,
-                          seed=args.seed)
+    options = LoopOptions(trace=local.path, steps=settings.max_steps, episodes=args.episodes,
+                          duration_s=duration_s, timeout_s=timeout_s,
+                          trace_dir=args.trace_dir or run_dir / "traces", trace_url=args.trace_url)
     recorder = RunRecorder(run_dir, {
         "command": "simkube loop", "trace": local.path, "deploy": scenario.deploy,
         "target": scenario.target, "policy": args.policy, "reward": settings.reward,

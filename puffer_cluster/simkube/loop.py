@@ -35,7 +35,7 @@ import re
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
@@ -174,17 +174,20 @@ class ArenaView:
 
 # ----------------------------------------------------------------------------- the loop
 
+def simulation_name(trace_file: Path, n: int) -> str:
+    """The n-th Simulation of a loop (and its trace file's stem): '<trace name>-<n:03d>'."""
+    return f"{default_simulation_name(trace_file)[:MAX_NAME_LENGTH - 4].rstrip('-')}-{n:03d}"
+
+
 @dataclass
 class LoopOptions:
-    trace: Path
-    policy: str
-    steps: int
+    trace: Path              # the starting trace
+    steps: int               # per episode, at most
     episodes: int
-    duration_s: int
-    timeout_s: int | None
-    trace_dir: Path
-    trace_url: str | None
-    seed: int = 0
+    duration_s: int          # each Simulation's
+    timeout_s: int | None    # None: duration + [simkube] timeout_grace
+    trace_dir: Path          # where the traces simulated are written
+    trace_url: str | None    # where the driver reads trace_dir (None: file://<its path>)
 
 
 class AgentLoop:
@@ -194,7 +197,6 @@ class AgentLoop:
                  recorder, echo: Callable[[str], None] = print):
         self.api, self.options, self.view, self.policy = api, options, view, policy
         self.sk, self.recorder, self.echo = sk, recorder, echo
-        self.base = default_simulation_name(options.trace)[:MAX_NAME_LENGTH - 4].rstrip("-")
         self.simulations = 0
         self.options.trace_dir.mkdir(parents=True, exist_ok=True)
 
@@ -203,14 +205,14 @@ class AgentLoop:
         return f"{base.rstrip('/')}/{path.name}"
 
     def save(self, trace: Trace) -> Path:
-        path = self.options.trace_dir / f"{self.base}-{self.simulations:03d}.sktrace"
+        path = self.options.trace_dir / f"{simulation_name(self.options.trace, self.simulations)}.sktrace"
         save_trace(trace, path)
         return path
 
     def simulate(self, trace_file: Path, scenario: Scenario) -> tuple[dict, dict]:
         """(the Deployment's pod counts, timings) of one Simulation of `trace_file`."""
         local = load_replayable_trace(trace_file)
-        name = f"{self.base}-{self.simulations:03d}"
+        name = simulation_name(self.options.trace, self.simulations)
         self.simulations += 1
         simulation = build_simulation(name, self.trace_url(trace_file), self.sk,
                                       duration_s=self.options.duration_s, trace=local)
@@ -288,4 +290,4 @@ def _match_labels(trace: Trace, scenario: Scenario) -> dict[str, str] | None:
 
 
 __all__ = ["AgentLoop", "ArenaView", "LoopOptions", "deployment_observer",
-           "deployment_pods", "scheduler_shortages"]
+           "deployment_pods", "scheduler_shortages", "simulation_name"]
