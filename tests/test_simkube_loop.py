@@ -229,3 +229,11 @@ def test_deployment_pods_counts_only_the_deployment():
     counts = deployment_pods(pods, "web", LABELS)
     assert (counts["total"], counts["ready"], counts["pending"], counts["short"]) == (3, 1, 1, [2, 0, 0])
     assert deployment_pods(pods, "web", None)["total"] == 3  # by name prefix 'web-'
+
+
+def test_unwritable_records_are_one_error(capsys, tmp_path, fake, kubeconfig):
+    web_trace(tmp_path / "web.sktrace")
+    (tmp_path / "runs").write_text("a file, not a directory")
+    code, _, err = loop(capsys, tmp_path, "--policy", "noop", "--kubeconfig", kubeconfig)
+    assert code == 1 and err.count("error:") == 1 and "records" in err
+    assert fake.writes() == []

@@ -41,6 +41,9 @@ def run(args, overrides: list[str]) -> int:
     if args.records:
         from puffer_cluster.run_records import record_simarena_episodes
         for spec in args.policies:
-            run_dir = record_simarena_episodes(spec, args.episodes, args.seed, config, args.records)
+            try:
+                run_dir = record_simarena_episodes(spec, args.episodes, args.seed, config, args.records)
+            except OSError as exc:
+                raise CLIError(f"cannot write the records in {args.records}: {exc}", 1) from None
             print(f"records of {spec}: {run_dir}")
     return 0

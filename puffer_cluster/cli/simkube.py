@@ -235,15 +235,20 @@ def run_loop(args, overrides: list[str]) -> int:
         return 0
 
     api = api_client_from_kubeconfig(kubeconfig, args.context)
-    run_dir = new_run_dir(args.records, f"loop-{stem}")
-    options = LoopOptions(trace=local.path, steps=settings.max_steps, episodes=args.episodes,
-                          duration_s=duration_s, timeout_s=timeout_s,
-                          trace_dir=args.trace_dir or run_dir / "traces", trace_url=args.trace_url)
-    recorder = RunRecorder(run_dir, {
-        "command": "simkube loop", "trace": local.path, "deploy": scenario.deploy,
-        "target": scenario.target, "policy": args.policy, "reward": settings.reward,
-        "steps": settings.max_steps, "episodes": args.episodes, "duration_s": duration_s,
-        "cluster": api.configuration.host, "simarena": asdict(settings)})
+    try:
+        run_dir = new_run_dir(args.records, f"loop-{stem}")
+        options = LoopOptions(trace=local.path, steps=settings.max_steps, episodes=args.episodes,
+                              duration_s=duration_s, timeout_s=timeout_s,
+                              trace_dir=args.trace_dir or run_dir / "traces", trace_url=args.trace_url)
+        options.trace_dir.mkdir(parents=True, exist_ok=True)
+        recorder = RunRecorder(run_dir, {
+            "command": "simkube loop", "trace": local.path, "deploy": scenario.deploy,
+            "target": scenario.target, "policy": args.policy, "reward": settings.reward,
+            "steps": settings.max_steps, "episodes": args.episodes, "duration_s": duration_s,
+            "cluster": api.configuration.host, "simarena": asdict(settings)})
+    except OSError as exc:
+        api.close()
+        raise CLIError(f"cannot write the run's records: {exc}", 1) from None
     print(f"cluster {api.configuration.host}: {plan}")
     print(f"records: {run_dir}")
     previous_sigterm = _raise_on_sigterm()
@@ -254,6 +259,9 @@ def run_loop(args, overrides: list[str]) -> int:
     except KeyboardInterrupt:
         status = "interrupted"
         raise
+    except OSError as exc:  # a trace the loop could not write
+        status = f"error: {exc}"
+        raise CLIError(f"cannot write {exc.filename or 'a trace'}: {exc.strerror or exc}", 1) from None
     except Exception as exc:
         status = f"error: {exc}"
         raise

@@ -198,7 +198,6 @@ class AgentLoop:
         self.api, self.options, self.view, self.policy = api, options, view, policy
         self.sk, self.recorder, self.echo = sk, recorder, echo
         self.simulations = 0
-        self.options.trace_dir.mkdir(parents=True, exist_ok=True)
 
     def trace_url(self, path: Path) -> str:
         base = self.options.trace_url or f"file://{self.options.trace_dir.resolve()}"
