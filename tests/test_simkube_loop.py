@@ -26,9 +26,12 @@ LABELS = {"app": "web"}
 NO_CPU = ("0/2 nodes are available: 2 Insufficient cpu. preemption: 0/2 nodes are available: "
           "2 No preemption victims found for incoming pod.")
 # (first-container cpu in millicores, replicas) -> (ready, pending, the scheduler's message):
-# 2 nodes of 16 CPU hold one 9000m or 8500m pod each, two 8000m pods each.
+# 2 nodes of 16 CPU hold one pod of 8500m to 9500m each, two 8000m pods each.
 SCENARIO_TABLE = {
+    (9500, 3): (2, 1, NO_CPU),
+    (9000, 2): (2, 0, None),
     (9000, 3): (2, 1, NO_CPU),
+    (9000, 4): (2, 2, NO_CPU),
     (8500, 3): (2, 1, NO_CPU),
     (8000, 3): (3, 0, None),
 }
@@ -167,6 +170,10 @@ def test_without_a_kubeconfig_it_prints_the_plan_and_touches_nothing(capsys, tmp
     assert code == 0 and "dry run" in err
     assert "policy heuristic fixes Deployment web" in out and "kind: Simulation" in out
     assert fake.requests == [] and not (tmp_path / "runs").exists()
+    # without --duration a Simulation runs until the offline env would count the pods
+    assert cli.main(["simkube", "loop", "--trace", str(tmp_path / "web.sktrace"), "--policy", "noop",
+                     "--simarena.observe_seconds", "90"]) == 0
+    assert "replaying it for 90 s" in capsys.readouterr().out
 
 
 def test_bad_input_is_one_error_before_any_api_call(capsys, tmp_path, fake, kubeconfig):
@@ -237,3 +244,28 @@ def test_unwritable_records_are_one_error(capsys, tmp_path, fake, kubeconfig):
     code, _, err = loop(capsys, tmp_path, "--policy", "noop", "--kubeconfig", kubeconfig)
     assert code == 1 and err.count("error:") == 1 and "records" in err
     assert fake.writes() == []
+
+
+def test_a_checkpoint_acts_in_the_loop_as_on_the_offline_observation(capsys, tmp_path, fake, kubeconfig):
+    import torch
+
+    from kernels.simarena import NUM_ACTIONS, OBS_SIZE
+    from puffer_cluster.config import load_config
+    from puffer_cluster.simarena import simarena_policy
+    from trainers.checkpoint import save_atomic
+    from trainers.models import make_policy
+    trace_file = web_trace(tmp_path / "web.sktrace")
+    config = load_config("simarena", ARENA)
+    torch.manual_seed(3)
+    model = make_policy(config["policy"], OBS_SIZE, NUM_ACTIONS)
+    checkpoint = save_atomic({"format": "puffer-cluster", "config": config,
+                              "model": model.state_dict()}, tmp_path / "policy.pt")
+    fake.watch_script = runs(2)
+    code, _, err = loop(capsys, tmp_path, "--policy", checkpoint, "--steps", "1", "--kubeconfig", kubeconfig)
+    assert code == 0, err
+    (step,), _ = records(tmp_path)
+    env = SimArenaEnv(num_envs=1, traces=[trace_file], log_interval=2**62,
+                      simarena={"nodes": 2, "namespace": "", "target": 3, "max_steps": 1})
+    observation, _ = env.reset()
+    offline = simarena_policy(str(checkpoint), 1, config)(observation, np.ones(1, dtype=bool))
+    assert step["action"] == int(offline[0])

@@ -2,6 +2,7 @@
 (`puffer_cluster.simkube`: the modes, the preflight checks and the exit statuses)."""
 from __future__ import annotations
 
+import math
 import signal
 import sys
 from dataclasses import asdict
@@ -168,8 +169,9 @@ def add_loop_parser(subcommands):
                                                            "(default: [simarena] max_steps)")
     parser.add_argument("--episodes", type=positive_int, default=1,
                         help="episodes, each starting from the trace the last one ended with")
-    parser.add_argument("--duration", default="60s",
-                        help="each Simulation replays this long: seconds or 90s, 5m")
+    parser.add_argument("--duration",
+                        help="each Simulation replays this long: seconds or 90s, 5m (default: "
+                             "[simarena] observe_seconds, when the offline env counts the pods)")
     parser.add_argument("--timeout", help="give up on a Simulation after this long (default: "
                                           "--duration + [simkube] timeout_grace)")
     parser.add_argument("--reward", choices=REWARDS, help="default: [simarena] reward")
@@ -210,7 +212,8 @@ def run_loop(args, overrides: list[str]) -> int:
     except ScenarioError as exc:
         raise CLIError(str(exc)) from None
     policy = simarena_policy(args.policy, 1, config, args.seed)
-    duration_s = parse_sim_duration(args.duration)
+    duration_s = (parse_sim_duration(args.duration) if args.duration is not None
+                  else max(1, math.ceil(settings.observe_seconds)))
     timeout_s = parse_sim_duration(args.timeout) if args.timeout is not None else None
     stem = default_simulation_name(local.path)
     plan = (f"{args.episodes} episode(s) of at most {settings.max_steps} steps: policy "
