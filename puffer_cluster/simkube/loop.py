@@ -22,7 +22,9 @@ observation is episode e's last count (the same trace), so no Simulation is repe
 
 The observation is computed from the count exactly as the env computes it from its placement:
 what a policy trained offline saw in training, it sees here (a test plays a fixed scenario table
-through the loopback API server and compares with `SimArenaEnv`).
+through the loopback API server and compares with `SimArenaEnv`). As in the env, "total" in the
+observation and the reward is the Deployment's replica count; the record keeps the pods counted
+too. By default a Simulation replays `[simarena] observe_seconds`, when the env counts.
 
 Every trace the loop simulates is written to --trace-dir (default: the run directory's
 `traces/`), which SimKube's driver must read at --trace-url (default: file://<the same absolute
