@@ -55,9 +55,7 @@ from puffer_cluster.simkube.simulation import (
     load_replayable_trace,
 )
 from puffer_cluster.traces import Trace, save_trace
-from puffer_cluster.traces.ops import (
-    SafeguardError, apply_op, find_deployments,
-)
+from puffer_cluster.traces.ops import SafeguardError, apply_op, find_deployments
 
 # The reasons of kube-scheduler's FailedScheduling message, as the env's "nodes short of" counts.
 _SHORT_OF = {"Insufficient cpu": 0, "Insufficient memory": 1, "Too many pods": 2}
