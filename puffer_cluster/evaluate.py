@@ -65,6 +65,9 @@ def format_table(rows: list[dict]) -> str:
     if rows and rows[0].get("env") == "simarena":  # SimArena has its own table
         from puffer_cluster.simarena import format_simarena_table
         return format_simarena_table(rows)
+    if rows and rows[0].get("env") == "cluster_ops":  # so has ClusterOps
+        from puffer_cluster.cluster_ops import format_table as format_cluster_ops_table
+        return format_cluster_ops_table(rows)
     width = max(len(row["name"]) for row in rows)
     rule = "=" * 70
     lines = [rule, f"BENCHMARK RESULTS ({' vs '.join(row['name'] for row in rows)})", rule]
@@ -94,6 +97,9 @@ def evaluate(policy_specs: list[str], episodes: int, seed: int, config: dict) ->
     if config["base"]["env_name"] == "simarena":  # SimArena has its own env and policies
         from puffer_cluster.simarena import evaluate_simarena
         return evaluate_simarena(policy_specs, episodes, seed, config)
+    if config["base"]["env_name"] == "cluster_ops":  # and so has ClusterOps
+        from puffer_cluster.cluster_ops import evaluate as evaluate_cluster_ops
+        return evaluate_cluster_ops(policy_specs, episodes, seed, config)
     env_config = world_config(config)
     rows, baseline = [], None
     for spec in policy_specs:

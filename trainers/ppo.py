@@ -86,6 +86,9 @@ def make_vecenv(config: dict):
     if config["base"]["env_name"] == "simarena":  # SimArena hook: its own env (issue 6)
         from puffer_cluster.simarena import make_simarena_vecenv
         return make_simarena_vecenv(config)
+    if config["base"]["env_name"] == "cluster_ops":  # ClusterOps hook: its own env
+        from puffer_cluster.cluster_ops import make_vecenv as make_cluster_ops_vecenv
+        return make_cluster_ops_vecenv(config)
     vec = config["vec"]
     if config["policy"]["critic"] not in ("plain", "privileged"):
         raise ConfigError(f"policy.critic must be plain or privileged, got {config['policy']['critic']!r}")
