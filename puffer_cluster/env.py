@@ -40,20 +40,21 @@ def observation_space(critic_features: int = 0) -> gymnasium.spaces.Box:
                                 dtype=np.float32)
 
 
-def as_action_array(actions, count: int) -> np.ndarray:
-    """Actions as int32; integral floats are accepted, NaN/inf/fractions are refused."""
+def as_action_array(actions, count: int, num_actions: int = NUM_ACTIONS) -> np.ndarray:
+    """Actions of a Discrete(num_actions) env as int32; integral floats are accepted,
+    NaN/inf/fractions are refused."""
     actions = np.asarray(actions).reshape(-1)
     if actions.shape[0] != count:
         raise InvalidActionError(f"expected {count} actions, got {actions.shape[0]}")
     if not np.issubdtype(actions.dtype, np.integer):
         if not np.issubdtype(actions.dtype, np.floating) or not np.all(np.isfinite(actions)) \
                 or np.any(actions != np.round(actions)):
-            raise InvalidActionError(f"actions must be integers in [0, {NUM_ACTIONS}); "
+            raise InvalidActionError(f"actions must be integers in [0, {num_actions}); "
                                      f"got dtype {actions.dtype} with non-integral values")
     if actions.dtype == np.int32:
         return actions
     # Out-of-range values stay out of range (counted invalid by the kernel), never wrap.
-    return np.clip(actions, -1, NUM_ACTIONS).astype(np.int32)
+    return np.clip(actions, -1, num_actions).astype(np.int32)
 
 
 def stats_info(state, names=EPISODE_STATS) -> dict[str, float] | None:

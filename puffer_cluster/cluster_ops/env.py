@@ -94,7 +94,7 @@ class ClusterOpsEnv(KernelVectorEnv):
         self._reset_kernel(self.params, self.state, self.observations)
 
     def _checked_actions(self, actions):
-        return as_action_array(actions, self.num_agents)
+        return as_action_array(actions, self.num_agents, kernel.NUM_ACTIONS)
 
     def _step_all(self, actions):
         self._step_kernel(self.params, self.state, actions, self.observations, self.rewards,
