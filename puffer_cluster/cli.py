@@ -130,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_simkube_parser(commands)
     from puffer_cluster import record
     record.add_parser(commands)
+    from puffer_cluster import diagnose
+    diagnose.add_parser(commands)
+    from puffer_cluster import status
+    status.add_parser(commands)
     return parser
 
 
