@@ -227,7 +227,7 @@ def write_observation(obs, nodes, max_nodes, ready, not_ready, pods, running, pe
 _write_observation_nb = njit(inline="always")(write_observation)
 
 
-@njit(nogil=True, cache=True)
+@njit(inline="always", nogil=True, cache=True)
 def _dep_hurt(params, state, e, j):
     """Pods of Deployment j hurt by its incident."""
     if state.dep_issue[e, j] == DEP_OK:
@@ -235,7 +235,7 @@ def _dep_hurt(params, state, e, j):
     return state.dep_severity[e, j] * params.replicas
 
 
-@njit(nogil=True, cache=True)
+@njit(inline="always", nogil=True, cache=True)
 def _node_hurt(params, state, e, i):
     """Pods of node i hurt by its incident (RECOVERING nodes hold none: they were drained)."""
     status = state.node_status[e, i]
@@ -247,7 +247,7 @@ def _node_hurt(params, state, e, i):
     return 0.0
 
 
-@njit(nogil=True, cache=True)
+@njit(inline="always", nogil=True, cache=True)
 def _flag_present(state, e, nodes, deployments, flag):
     """Whether an incident with cause flag `flag` is open in env e."""
     if flag == FLAG_PRESSURE or flag == FLAG_CORDONED:
@@ -266,7 +266,7 @@ def _flag_present(state, e, nodes, deployments, flag):
     return False
 
 
-@njit(nogil=True, cache=True)
+@njit(inline="always", nogil=True, cache=True)
 def _most_urgent_flag(params, state, e):
     """The cause flag of the incident with a flag that hurts the most pods (Deployments first,
     then nodes, lowest index on ties); -1 when none is open."""
@@ -288,7 +288,7 @@ def _most_urgent_flag(params, state, e):
     return best
 
 
-@njit(nogil=True, cache=True)
+@njit(inline="always", nogil=True, cache=True)
 def _best_deployment(params, state, e, issue_a, issue_b):
     """The Deployment whose incident is issue_a or issue_b hurting the most pods; -1 if none."""
     best, best_hurt = -1, -1.0
@@ -301,7 +301,7 @@ def _best_deployment(params, state, e, issue_a, issue_b):
     return best
 
 
-@njit(nogil=True, cache=True)
+@njit(inline="always", nogil=True, cache=True)
 def _apply_action(params, state, e, action):
     """(resolved, wrong, read, invalid) after `action` (see the module docstring)."""
     per_node = params.deployments * params.replicas / params.nodes
@@ -400,7 +400,7 @@ def _apply_action(params, state, e, action):
     return resolved, wrong, read, invalid
 
 
-@njit(nogil=True, cache=True)
+@njit(inline="always", nogil=True, cache=True)
 def _advance(params, state, e):
     """Incidents spread, timers run: pressure becomes NotReady at severity 1, a recovered node
     stays cordoned, a pending PVC binds."""
@@ -429,7 +429,7 @@ def _advance(params, state, e):
                 state.dep_severity[e, j] = 0.0
 
 
-@njit(nogil=True, cache=True)
+@njit(inline="always", nogil=True, cache=True)
 def _start_incident(params, state, e, u_kind, u_target):
     """A new incident of a uniformly drawn kind on a uniformly drawn free object; returns 1 if
     one started (0: no free object of that kind)."""
@@ -473,7 +473,7 @@ def _start_incident(params, state, e, u_kind, u_target):
     return 1
 
 
-@njit(nogil=True, cache=True)
+@njit(inline="always", nogil=True, cache=True)
 def _begin_episode(params, state, e, episode_seed, u_cpu, u_memory):
     state.episode_seed[e] = episode_seed
     for i in range(params.nodes):
@@ -499,7 +499,7 @@ def _begin_episode(params, state, e, episode_seed, u_cpu, u_memory):
     state.ep_invalid[e] = 0
 
 
-@njit(nogil=True, cache=True)
+@njit(inline="always", nogil=True, cache=True)
 def _finish_episode(state, e, length, open_incidents):
     stats = state.last_stats[e]
     stats[STAT_RETURN] = state.ep_return[e]
@@ -516,14 +516,14 @@ def _finish_episode(state, e, length, open_incidents):
     state.finished_count[e] += 1
 
 
-@njit(nogil=True, cache=True)
+@njit(inline="always", nogil=True, cache=True)
 def _reward(params, resolved, wrong, invalid, hurt_fraction, healthy):
     return (params.resolve_reward * resolved - params.wrong_fix_penalty * wrong
             - params.invalid_penalty * invalid - params.degrade_cost * hurt_fraction
             + params.healthy_bonus * healthy - params.step_penalty)
 
 
-@njit(nogil=True, cache=True)
+@njit(inline="always", nogil=True, cache=True)
 def _open_incidents(params, state, e):
     count = 0
     for i in range(params.nodes):
@@ -537,12 +537,12 @@ def _open_incidents(params, state, e):
 # ---------------------------------------------------------------- the Numba kernel
 
 
-@njit(nogil=True, cache=True)
+@njit(inline="always", nogil=True, cache=True)
 def _draw_nb(seed, t, k, stream):
     return unit_float_nb(counter_hash_nb(seed, np.uint64(t), np.uint64(k), stream))
 
 
-@njit(nogil=True, cache=True)
+@njit(inline="always", nogil=True, cache=True)
 def _observe_nb(params, state, e, observations):
     """Write env e's observation; returns (pods hurt / pods, 1 if no incident is open)."""
     nodes, deployments = params.nodes, params.deployments

@@ -233,3 +233,16 @@ def test_eval_cli_prints_the_cluster_ops_table(capsys):
     assert cli_main(["eval", "random", "heuristic", "--config", "cluster_ops", "--episodes", "4"]) == 0
     assert "CLUSTEROPS RESULTS" in capsys.readouterr().out
     assert puffer_cluster.CLUSTER_OPS_GYM_ID == GYM_ID
+
+
+def test_shipped_checkpoint_beats_the_runbook_on_held_out_seeds():
+    """checkpoints/cluster_ops_ppo.pt (README: how it was trained), paired seeds it never saw."""
+    rows = evaluate(["heuristic", "cluster_ops_ppo"], 100, 12345, load_config("cluster_ops"))
+    ppo = rows[1]
+    assert ppo["reward_mean"] > rows[0]["reward_mean"]
+    assert ppo["wins"] > ppo["episodes"] - ppo["wins"] - ppo["ties"]  # more wins than losses
+
+
+def test_a_gardener_checkpoint_is_refused_by_cluster_ops():
+    with pytest.raises(ConfigError, match="not on ClusterOps"):
+        evaluate(["gardener_ppo"], 2, 0, load_config("cluster_ops"))
