@@ -43,10 +43,11 @@ Reward per step (seed: resolving pays, degradation costs, a healthy bonus, a ste
   - degrade_cost * (pods hurt / pods) + healthy_bonus (no incident at all) - step_penalty.
 Episodes are truncated after `max_steps` steps.
 
-The scalar rules are written once below: the NumPy reference (`reset_reference`,
-`step_reference`) draws every env's randomness with NumPy over the batch and runs them in
-Python; the Numba kernel (`reset_envs`, `step_envs`, `_serial` variants for one env) compiles
-the same source. Tests prove them bit-identical.
+The rules of actions, spread and arrivals are written once below (Numba functions). The NumPy
+reference (`reset_reference`, `step_reference`) draws every env's randomness, observes, rewards
+and keeps the statistics in NumPy, vectorised over the batch, and calls those rules env by env;
+the Numba kernel (`reset_envs`, `step_envs`, `_serial` variants for one env) does all of it per
+env. Tests prove them bit-identical.
 """
 from __future__ import annotations
 

@@ -95,8 +95,10 @@ def diagnose(capsys, *args):
     return code, out, err
 
 
-def test_simulated_diagnosis_tells_what_it_found_and_did(capsys, tmp_path):
+def test_simulated_diagnosis_tells_what_it_found_and_did(capsys, tmp_path, monkeypatch, kubeconfig, fake):
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))  # a cluster is at hand, and left alone
     code, out, _ = diagnose(capsys, "--steps", "12", "--seed", "3", "--json", tmp_path / "r.json")
+    assert fake.requests == []
     assert code == 0 and "simulated cluster at the start" in out and "did:" in out
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["mode"] == "simulated" and len(report["steps"]) == 12
