@@ -13,6 +13,8 @@ import numpy as np
 from kernels.policies import heuristic_actions, random_actions
 
 BUILTIN_POLICIES = ("random", "heuristic")
+# `[base] env_name` of the envs whose checkpoints do not play the gardener's observation.
+OTHER_ENVS = ("simarena", "cluster_ops")
 
 
 class PolicyError(ValueError):
@@ -107,6 +109,10 @@ def CheckpointPolicy(path: str, num_agents: int, config: dict, seed: int = 0) ->
     from trainers.checkpoint import load_checkpoint
     from trainers.models import make_policy
     checkpoint = load_checkpoint(path)
+    trained_on = checkpoint["config"].get("base", {}).get("env_name")
+    if trained_on in OTHER_ENVS:  # another observation and action space
+        raise PolicyError(f"{path} was trained on {trained_on}, not on the gardener world: "
+                          f"add --config {trained_on}")
     model = make_policy(checkpoint["config"]["policy"], OBS_SIZE, NUM_ACTIONS,
                         checkpoint.get("critic_extra", 0))
     model.load_state_dict(checkpoint["model"])

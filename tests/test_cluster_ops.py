@@ -246,3 +246,9 @@ def test_shipped_checkpoint_beats_the_runbook_on_held_out_seeds():
 def test_a_gardener_checkpoint_is_refused_by_cluster_ops():
     with pytest.raises(ConfigError, match="not on ClusterOps"):
         evaluate(["gardener_ppo"], 2, 0, load_config("cluster_ops"))
+
+
+def test_the_gardener_refuses_the_cluster_ops_checkpoint_in_one_line(capsys):
+    assert cli_main(["eval", "heuristic", "cluster_ops_ppo", "--episodes", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [err.strip()] and "--config cluster_ops" in err
