@@ -9,8 +9,10 @@ from trainers.checkpoint import load_checkpoint
 def _description() -> str:
     sections = ", ".join(f"[{section}]" for section in load_config())
     return ("Train PPO on the env of the config (the gardener world by default; SimArena with "
-            "--config simarena). The config is configs/gardener.ini, which documents every key, "
-            "updated by --config, then by any key given after the options as --section.key value "
+            "--config simarena); --train.trainer pufferl trains with PufferLib's own PuffeRL "
+            "instead ([pufferl] section, --train.teacher none). The config is "
+            "configs/gardener.ini, which documents every key, updated by --config, then by any "
+            "key given after the options as --section.key value "
             "(dashes or underscores; --section.key=value works too), e.g. "
             "--train.total-timesteps 5e6 --env.height 32 --policy.name lstm. Config sections: "
             f"{sections}. Each run writes runs/<env_name>__<name>__<seed>__<time>/ under the "
@@ -38,7 +40,7 @@ def run(args, overrides: list[str]) -> int:
     """Train, then print the final policy against the heuristic on the benchmark's episodes
     (`[eval] episodes` and `seed`) and the run directory. A signal exits 128 + its number."""
     from puffer_cluster.evaluate import evaluate, format_table
-    from trainers.ppo import train
+    from trainers.registry import trainer_for
     from trainers.stopping import TrainingInterrupted
     if args.resume and args.config:
         raise ConfigError("--resume continues with the checkpoint's own config; "
@@ -46,7 +48,7 @@ def run(args, overrides: list[str]) -> int:
     config = (resumed_config(args.resume, overrides) if args.resume
               else load_config(args.config, overrides))
     try:  # train() checks the whole config before it creates anything
-        run_dir = train(config, resume=args.resume)
+        run_dir = trainer_for(config)(config, resume=args.resume)
     except TrainingInterrupted as stop:
         print(stop, flush=True)
         return 128 + stop.signum
