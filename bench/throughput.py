@@ -654,17 +654,32 @@ SIMARENA_COLUMNS = (
 )
 
 
+def bench_module(name: str):
+    """A standalone bench script of this folder (e.g. 'simarena_throughput'), as a module."""
+    import importlib.util
+    path = Path(__file__).resolve().parent / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def simarena_section(args) -> Section:
     """SimArena's env throughput (the target: at least 10,000 steps/s on one core), from
     bench/simarena_throughput.py."""
-    import importlib.util
-    path = Path(__file__).resolve().parent / "simarena_throughput.py"
-    spec = importlib.util.spec_from_file_location("simarena_throughput", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return Section("SimArena (sim-arena's task offline)", SIMARENA_COLUMNS, module.simarena_rows(args),
+    return Section("SimArena (sim-arena's task offline)", SIMARENA_COLUMNS,
+                   bench_module("simarena_throughput").simarena_rows(args),
                    ["Random actions over the 100 generated demo scenarios on 4 nodes; one env "
                     "step applies one edit and re-places the target's pods."])
+
+
+def cluster_ops_section(args) -> Section:
+    """ClusterOps' env throughput (at least 1M agent-steps/s per core asked), from
+    bench/cluster_ops_throughput.py."""
+    return Section("ClusterOps (cluster-code's ops agent)", SIMARENA_COLUMNS,
+                   bench_module("cluster_ops_throughput").cluster_ops_rows(args),
+                   ["Random actions on the default [cluster_ops] cluster (6 nodes, 5 Deployments "
+                    "of 4 pods); one env step is one action, the incidents' spread and arrivals."])
 
 
 def training_section(args) -> Section:
@@ -820,7 +835,7 @@ def main(argv: list[str] | None = None) -> None:
 
     plan = QUICK if args.quick else FULL
     started, load_at_start, clock = datetime.datetime.now(), os.getloadavg(), time.perf_counter()
-    sections = env_sections(plan) + [simarena_section(args)]
+    sections = env_sections(plan) + [simarena_section(args), cluster_ops_section(args)]
     if args.train:
         sections.append(training_section(args))
     attach_ratios(sections)

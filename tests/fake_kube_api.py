@@ -20,6 +20,11 @@ timeoutSeconds). Steps:
     ("interrupt",)                raise KeyboardInterrupt in the main thread (as Ctrl-C does)
     ("signal", signum)            send the signal to this process (e.g. SIGTERM)
     ("close",)                    end this watch response
+
+For `diagnose --live`, `resources` maps a list path ("/api/v1/nodes", "/api/v1/pods",
+"/apis/apps/v1/deployments", ...) to the items a GET of it returns; with `accept_writes` set,
+PATCH / POST / DELETE of any other path are answered 200 (and recorded), as a cluster that
+allowed them would.
 """
 from __future__ import annotations
 
@@ -148,6 +153,8 @@ class FakeKubeAPI:
         self.on_delete = None
         # (method, path) -> (code, reason): answered instead of the normal response, every time.
         self.failures: dict[tuple[str, str], tuple[int, str]] = {}
+        self.resources: dict[str, list[dict]] = {}
+        self.accept_writes = False
         self.git_version = "v1.30.0-fake"
         self._resource_version = 100
         self._lock = threading.RLock()
@@ -323,6 +330,14 @@ class _Handler(BaseHTTPRequestHandler):
                                  "items": items})
             else:
                 self._status(404, "NotFound", "the server could not find the requested resource")
+        elif method == "GET" and path in fake.resources:
+            with fake._lock:
+                items = copy.deepcopy(fake.resources[path])
+            self._send(200, {"apiVersion": "v1", "kind": "List", "items": items,
+                             "metadata": {"resourceVersion": fake.next_resource_version()}})
+        elif method in WRITE_METHODS and fake.accept_writes:
+            body = request.body if isinstance(request.body, dict) else {}
+            self._send(200, {"kind": "Status", "apiVersion": "v1", "status": "Success", **body})
         else:
             self._status(404, "NotFound", "the server could not find the requested resource")
 
