@@ -107,9 +107,10 @@ def record_simarena_episodes(spec: str, episodes: int, seed: int, config: dict,
     """Play `episodes` offline SimArena episodes of a policy (episode e on scenario e mod the
     number of scenarios, as the eval table) and record them in a new run directory."""
     from kernels.simarena import ACTION_NAMES
-    from puffer_cluster.simarena import SimArenaGymEnv, simarena_policy
+    from puffer_cluster.registry import policy_factory
+    from puffer_cluster.simarena import SimArenaGymEnv
     env = SimArenaGymEnv(simarena=config.get("simarena"), replay=config.get("replay"))
-    policy = simarena_policy(spec, 1, config, seed)
+    policy = policy_factory(spec, config, seed, env_name="simarena")(1, env.params)
     name = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(spec).stem)
     run_dir = new_run_dir(root, f"eval-{name}")
     recorder = RunRecorder(run_dir, {"command": "eval", "policy": spec, "episodes": episodes,

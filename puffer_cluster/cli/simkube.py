@@ -193,7 +193,8 @@ def add_loop_parser(subcommands):
 def run_loop(args, overrides: list[str]) -> int:
     from puffer_cluster.replay import replay_settings
     from puffer_cluster.run_records import RunRecorder, new_run_dir
-    from puffer_cluster.simarena import ScenarioError, simarena_policy, simarena_settings
+    from puffer_cluster.registry import policy_factory
+    from puffer_cluster.simarena import ScenarioError, simarena_settings
     from puffer_cluster.simkube.loop import AgentLoop, ArenaView, LoopOptions, simulation_name
     config = load_config(args.config, overrides)
     given = {"deploy": args.deploy, "max_steps": args.steps, "reward": args.reward}
@@ -211,7 +212,7 @@ def run_loop(args, overrides: list[str]) -> int:
         scenario = view.scenario(local.trace, local.path.name)
     except ScenarioError as exc:
         raise CLIError(str(exc)) from None
-    policy = simarena_policy(args.policy, 1, config, args.seed)
+    policy = policy_factory(args.policy, config, args.seed, env_name="simarena")(1, view.params)
     duration_s = (parse_sim_duration(args.duration) if args.duration is not None
                   else max(1, math.ceil(settings.observe_seconds)))
     timeout_s = parse_sim_duration(args.timeout) if args.timeout is not None else None
