@@ -565,6 +565,8 @@ if GYM_ID not in gymnasium.registry:
 
 
 STREAM_ACTION = np.uint64(0x5A11B)
+# sim-arena's names of its fixed policies where they differ from the action's.
+POLICY_ALIASES = {"scale_replicas": "scale_up"}
 
 
 def random_actions(seed: int, step: int, out: np.ndarray) -> np.ndarray:
@@ -647,18 +649,20 @@ class _CheckpointPolicy:
 
 def simarena_policy(spec: str, num_agents: int, config: dict | None = None, seed: int = 0):
     """A policy `(observations, episode_start) -> actions` for 'random', 'heuristic', an action
-    name ('noop', 'bump_cpu', ...) or a checkpoint trained on SimArena."""
+    name ('noop', 'bump_cpu', ...; sim-arena's 'scale_replicas' is 'scale_up') or a checkpoint
+    trained on SimArena (PPO, DQN or the tabular agent)."""
     if spec == "random":
         return _RandomPolicy(num_agents, seed)
     if spec == "heuristic":
         return _HeuristicPolicy(num_agents)
+    spec = POLICY_ALIASES.get(spec, spec)  # sim-arena's spelling (scale_replicas)
     if spec in ACTION_NAMES:
         return _ConstantPolicy(num_agents, ACTION_NAMES.index(spec))
     path = checkpoint_path(spec)
     if path is not None:
         return _CheckpointPolicy(str(path), num_agents, config or {"eval": {"greedy": True}}, seed)
     raise PolicyError(f"unknown SimArena policy {spec!r}: use random, heuristic, one of "
-                      f"{', '.join(ACTION_NAMES)} or a checkpoint path")
+                      f"{', '.join((*ACTION_NAMES, *POLICY_ALIASES))} or a checkpoint path")
 
 
 # ---------------------------------------------------------------- trainer and eval hooks

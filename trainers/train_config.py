@@ -57,7 +57,9 @@ def _at_least(key: str, value, low) -> None:
 
 def validate_train_config(config: dict) -> None:
     """Raise `ConfigError` for the first value of `config` the trainer cannot run with."""
+    from trainers import TRAINERS
     base, env, vec, train = config["base"], config["env"], config["vec"], config["train"]
+    _one_of("train.trainer", train["trainer"], tuple(TRAINERS))
     _one_of("base.env_name", base["env_name"], ENV_NAMES)
     _at_least("env.num_envs", env["num_envs"], 1)
     _at_least("env.log_interval", env["log_interval"], 1)
