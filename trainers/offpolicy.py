@@ -6,7 +6,7 @@ The run is PPO's, tick for tick: an iteration is `[train] num_steps` env steps o
 files (config.ini, command.txt, TensorBoard events, latest.pt with the whole training state,
 final.pt, best.pt, model_*.pt, learning_curve.png). A trainer supplies a `Learner`: its `model`
 (the Q-function, which `eval` plays greedily), `settings` (start_e, end_e, exploration_fraction)
-and `learn(...)` once per env step.
+and `learn(obs, actions, rewards, next_obs, terminals, global_step)` once per env step.
 """
 from __future__ import annotations
 
@@ -181,8 +181,13 @@ def train_value_based(config: dict, make_learner, resume: str | None = None,
                 next_obs, rewards, terminals, truncations, infos, _, _ = vecenv.recv()
                 global_step += num_agents
                 next_obs = torch.tensor(next_obs[:, :obs_size], device=device)
+                # A time limit is not an end (Pardo et al., 2018): a truncated transition
+                # bootstraps, from its own observation, the last of its episode that the env's
+                # auto-reset leaves (next_obs is the new episode's first); a terminal one does not.
+                truncated = torch.as_tensor(truncations, device=device)
+                bootstrap_obs = torch.where(truncated[:, None], obs, next_obs)
                 losses = learner.learn(obs, actions, torch.as_tensor(rewards, device=device),
-                                       next_obs, torch.as_tensor(terminals | truncations, device=device),
+                                       bootstrap_obs, torch.as_tensor(terminals, device=device),
                                        global_step) or losses
                 obs = next_obs
                 episode_infos.extend(flatten_infos(infos))
