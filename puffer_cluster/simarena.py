@@ -790,6 +790,6 @@ def format_simarena_table(rows: list[dict]) -> str:
         rates = " ".join(f"{row['solved_by_scenario'][kind]:.2f}" for kind in kinds)
         lines.append(f"  {row['name']:<{width}} {rates}")
     lines.append("-" * 78)
-    lines.extend(win_rate_lines(rows, ("random", "heuristic", *ACTION_NAMES)))
+    lines.extend(win_rate_lines(rows, ("random", "heuristic", *ACTION_NAMES, *POLICY_ALIASES)))
     lines.append(rule)
     return "\n".join(lines)

@@ -135,7 +135,8 @@ def test_resume_refuses_another_trainers_checkpoint(tmp_path):
 
 def test_checkpoints_play_in_the_eval_table_and_refuse_other_envs(tmp_path, capsys):
     runs = {trainer: TRAINERS[trainer](simarena_config(tmp_path, trainer, iterations=1),
-                                       quiet=True) / "final.pt" for trainer in ("dqn", "eps_greedy")}
+                                       quiet=True) / "final.pt"
+            for trainer in ("dqn", "eps_greedy")}
     assert isinstance(load_policy_model(runs["dqn"], OBS_SIZE, NUM_ACTIONS, "SimArena"), QNetwork)
     assert isinstance(load_policy_model(runs["eps_greedy"], OBS_SIZE, NUM_ACTIONS, "SimArena"),
                       QTable)
@@ -173,5 +174,6 @@ def test_dqn_trains_on_the_gardener_and_plays_its_eval(tmp_path, capsys):
 
 def test_unknown_trainer_exits_2(tmp_path, capsys):
     assert cli_main(["train", "--train.trainer", "sarsa", "--train.data-dir", str(tmp_path)]) == 2
-    assert "train.trainer must be one of ppo, dqn, eps_greedy, got 'sarsa'" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "train.trainer must be one of ppo, dqn, eps_greedy, got 'sarsa'" in error
     assert not any(tmp_path.iterdir())

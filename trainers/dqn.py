@@ -37,7 +37,8 @@ class DQNSettings:
 
     def __post_init__(self):
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise ConfigError(f"dqn.learning_rate must be a finite number > 0, got {self.learning_rate}")
+            raise ConfigError(f"dqn.learning_rate must be a finite number > 0, "
+                              f"got {self.learning_rate}")
         for name in ("gamma", "start_e", "end_e", "exploration_fraction"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"dqn.{name} must be within [0, 1], got {getattr(self, name)}")
@@ -139,8 +140,8 @@ class DQNLearner:
             self.optimizer.step()
             losses = {"losses/td_loss": loss.item(), "losses/q_values": old_val.mean().item()}
         if env_step % args.target_network_frequency == 0:
-            for target_param, param in zip(self.target_network.parameters(), self.model.parameters()):
-                target_param.data.copy_(args.tau * param.data + (1.0 - args.tau) * target_param.data)
+            for target, online in zip(self.target_network.parameters(), self.model.parameters()):
+                target.data.copy_(args.tau * online.data + (1.0 - args.tau) * target.data)
         return losses
 
     def training_state(self) -> dict:

@@ -53,7 +53,8 @@ class EpsGreedySettings:
                               f"{len(features)} cells is more than {MAX_CELLS:,}")
         for name in ("alpha", "gamma", "start_e", "end_e", "exploration_fraction"):
             if not 0 <= getattr(self, name) <= 1:
-                raise ConfigError(f"eps_greedy.{name} must be within [0, 1], got {getattr(self, name)}")
+                raise ConfigError(f"eps_greedy.{name} must be within [0, 1], "
+                                  f"got {getattr(self, name)}")
 
     def feature_indices(self) -> list[int]:
         return _numbers("features", self.features, int)
@@ -106,7 +107,8 @@ class TabularLearner:
         with torch.no_grad():
             next_best = table[self.model.cells(next_obs)].max(dim=1).values
             pairs = self.model.cells(obs) * num_actions + actions
-            td_error = rewards + args.gamma * next_best * (1 - dones.float()) - table.view(-1)[pairs]
+            td_target = rewards + args.gamma * next_best * (1 - dones.float())
+            td_error = td_target - table.view(-1)[pairs]
             sums = torch.zeros(table.numel(), dtype=torch.float64, device=table.device)
             sums.index_add_(0, pairs, td_error.double())
             counts = torch.bincount(pairs, minlength=table.numel())
@@ -123,5 +125,6 @@ class TabularLearner:
 
 def train(config: dict, resume: str | None = None, run_dir: str | Path | None = None,
           should_stop=None, quiet: bool = False) -> Path:
-    """Train the tabular epsilon-greedy agent on the env of the config; returns the run directory."""
+    """Train the tabular epsilon-greedy agent on the env of the config; returns the run
+    directory."""
     return train_value_based(config, TabularLearner, resume, run_dir, should_stop, quiet)

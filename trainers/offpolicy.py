@@ -75,12 +75,14 @@ def epsilon_greedy(q_values: torch.Tensor, epsilon: float) -> torch.Tensor:
 def episode_scalars(episode_infos: list[dict]) -> dict:
     """The env's episode statistics, averaged over the episodes the infos report."""
     episodes = sum(info.get("n", 1) for info in episode_infos)
-    return {f"environment/{key}": sum(info[key] * info.get("n", 1) for info in episode_infos) / episodes
+    return {f"environment/{key}":
+            sum(info[key] * info.get("n", 1) for info in episode_infos) / episodes
             for key in episode_infos[0] if key != "n"}
 
 
 def train_value_based(config: dict, make_learner, resume: str | None = None,
-                      run_dir: str | Path | None = None, should_stop=None, quiet: bool = False) -> Path:
+                      run_dir: str | Path | None = None, should_stop=None,
+                      quiet: bool = False) -> Path:
     """Train the learner `make_learner(config, obs_size, num_actions, num_agents,
     device)` builds; returns
     the run directory. Nothing is created before the config, the env and the learner are set up.
@@ -193,9 +195,8 @@ def train_value_based(config: dict, make_learner, resume: str | None = None,
                 episode_infos.extend(flatten_infos(infos))
 
             # Record.
-            scalars = {"charts/epsilon": epsilon,
-                       "charts/SPS": int((global_step - start_step) / max(time.time() - start_time, 1e-9)),
-                       **losses}
+            sps = int((global_step - start_step) / max(time.time() - start_time, 1e-9))
+            scalars = {"charts/epsilon": epsilon, "charts/SPS": sps, **losses}
             if episode_infos:
                 scalars.update(episode_scalars(episode_infos))
                 scalars["charts/episodic_return"] = scalars["environment/episode_return"]

@@ -12,8 +12,8 @@ def _description() -> str:
     return ("Train on the env of the config (the gardener world by default; SimArena with "
             "--config simarena) with the trainer of [train] trainer: ppo (default), dqn or "
             "eps_greedy (e.g. --train.trainer dqn). The config is configs/gardener.ini, which "
-            "documents every key, updated by --config, then by any key given after the options as --section.key value "
-            "(dashes or underscores; --section.key=value works too), e.g. "
+            "documents every key, updated by --config, then by any key given after the options "
+            "as --section.key value (dashes or underscores; --section.key=value works too), e.g. "
             "--train.total-timesteps 5e6 --env.height 32 --policy.name lstm. Config sections: "
             f"{sections}. Each run writes runs/<env_name>__<name>__<seed>__<time>/ under the "
             "current directory ([train] data_dir, default ./runs): TensorBoard events, the "
@@ -42,16 +42,15 @@ def run(args, overrides: list[str]) -> int:
     from puffer_cluster.evaluate import evaluate, format_table
     from trainers import TRAINERS
     from trainers.stopping import TrainingInterrupted
+    from trainers.train_config import validate_train_config
     if args.resume and args.config:
         raise ConfigError("--resume continues with the checkpoint's own config; "
                           "drop --config (overrides are still accepted)")
     config = (resumed_config(args.resume, overrides) if args.resume
               else load_config(args.config, overrides))
-    trainer = config["train"]["trainer"]
-    if trainer not in TRAINERS:
-        raise ConfigError(f"train.trainer must be one of {', '.join(TRAINERS)}, got {trainer!r}")
+    validate_train_config(config)  # [train] trainer names one of TRAINERS
     try:  # the trainer checks the whole config before it creates anything
-        run_dir = TRAINERS[trainer](config, resume=args.resume)
+        run_dir = TRAINERS[config["train"]["trainer"]](config, resume=args.resume)
     except TrainingInterrupted as stop:
         print(stop, flush=True)
         return 128 + stop.signum
