@@ -123,12 +123,15 @@ def test_resume_equals_uninterrupted(tmp_path, trainer):
     assert any(not torch.equal(first["model"][k], a["model"][k]) for k in a["model"])
 
 
-def test_resume_refuses_another_trainers_checkpoint(tmp_path):
+def test_resume_refuses_another_trainer_or_network(tmp_path):
     run_dir = TRAINERS["eps_greedy"](simarena_config(tmp_path, "eps_greedy", iterations=1),
                                      quiet=True)
     with pytest.raises(ConfigError, match="written by the eps_greedy trainer, not dqn"):
         TRAINERS["dqn"](simarena_config(tmp_path, "dqn"), resume=str(run_dir / "latest.pt"),
                         quiet=True)
+    wider = simarena_config(tmp_path, "eps_greedy", "--eps_greedy.edges", "0.5")
+    with pytest.raises(ConfigError, match="cannot change the network"):
+        TRAINERS["eps_greedy"](wider, resume=str(run_dir / "latest.pt"), quiet=True)
 
 
 # --- Checkpoints through eval and the CLI --------------------------------------------------------

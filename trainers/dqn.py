@@ -158,4 +158,5 @@ class DQNLearner:
 def train(config: dict, resume: str | None = None, run_dir: str | Path | None = None,
           should_stop=None, quiet: bool = False) -> Path:
     """Train DQN on the env of the config; returns the run directory."""
+    settings_from(DQNSettings, config)  # [dqn] checked before anything runs
     return train_value_based(config, DQNLearner, resume, run_dir, should_stop, quiet)

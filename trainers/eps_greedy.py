@@ -127,4 +127,5 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
           should_stop=None, quiet: bool = False) -> Path:
     """Train the tabular epsilon-greedy agent on the env of the config; returns the run
     directory."""
+    settings_from(EpsGreedySettings, config)  # [eps_greedy] checked before anything runs
     return train_value_based(config, TabularLearner, resume, run_dir, should_stop, quiet)

@@ -83,10 +83,9 @@ def episode_scalars(episode_infos: list[dict]) -> dict:
 def train_value_based(config: dict, make_learner, resume: str | None = None,
                       run_dir: str | Path | None = None, should_stop=None,
                       quiet: bool = False) -> Path:
-    """Train the learner `make_learner(config, obs_size, num_actions, num_agents,
-    device)` builds; returns
-    the run directory. Nothing is created before the config, the env and the learner are set up.
-    A signal stops the run with `TrainingInterrupted` after saving latest.pt."""
+    """Train the learner `make_learner(config, obs_size, num_actions, num_agents, device)`
+    builds; returns the run directory. Nothing is created before the config, the env and the
+    learner are set up. A signal stops the run with `TrainingInterrupted` after saving latest.pt."""
     validate_train_config(config)
     args = config["train"]
     checkpoint = load_checkpoint(resume, require_training_state=True) if resume else None
@@ -136,8 +135,14 @@ def train_value_based(config: dict, make_learner, resume: str | None = None,
     obs = torch.tensor(vecenv.recv()[0][:, :obs_size], device=device)
     if checkpoint is not None:
         training = checkpoint["training"]
-        model.load_state_dict(checkpoint["model"])
-        learner.load_training_state(training["learner"])
+        try:
+            model.load_state_dict(checkpoint["model"])
+            learner.load_training_state(training["learner"])
+        except (RuntimeError, ValueError) as error:
+            vecenv.close()
+            reason = str(error).splitlines()[0]
+            raise ConfigError(f"--resume cannot change the network or the env's shapes "
+                              f"({reason})") from None
         global_step, first_iteration = checkpoint["global_step"], checkpoint["iteration"] + 1
         set_rng_state(training["rng"], device)
         if isinstance(vecenv, KernelVectorEnv):
