@@ -10,6 +10,7 @@ import math
 import torch
 
 from puffer_cluster.config import ConfigError, world_config
+from trainers import TRAINERS
 from trainers.models import POLICIES
 
 ENV_NAMES = ("gardener", "simarena")
@@ -57,7 +58,6 @@ def _at_least(key: str, value, low) -> None:
 
 def validate_train_config(config: dict) -> None:
     """Raise `ConfigError` for the first value of `config` the trainer cannot run with."""
-    from trainers import TRAINERS
     base, env, vec, train = config["base"], config["env"], config["vec"], config["train"]
     _one_of("train.trainer", train["trainer"], tuple(TRAINERS))
     _one_of("base.env_name", base["env_name"], ENV_NAMES)
