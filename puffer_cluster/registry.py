@@ -102,6 +102,8 @@ SIMARENA = EnvSpec(
         "heuristic": lambda num_agents, params, config, seed: RulePolicy(
             num_agents, simarena.heuristic_actions),
         **{name: constant(action) for action, name in enumerate(simarena_kernel.ACTION_NAMES)},
+        **{alias: constant(simarena_kernel.ACTION_NAMES.index(name))
+           for alias, name in simarena.POLICY_ALIASES.items()},
     },
     episode_stats=simarena_kernel.EPISODE_STATS, summarize=simarena.summarize_simarena,
     format_table=simarena.format_simarena_table, gym_id=simarena.GYM_ID,

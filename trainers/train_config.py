@@ -11,6 +11,7 @@ import torch
 
 from puffer_cluster.config import ConfigError
 from puffer_cluster.registry import get_env_spec
+from trainers import TRAINERS
 from trainers.models import POLICIES
 
 CRITICS = ("plain", "privileged")
@@ -57,6 +58,7 @@ def _at_least(key: str, value, low) -> None:
 def validate_train_config(config: dict) -> None:
     """Raise `ConfigError` for the first value of `config` the trainer cannot run with."""
     base, env, vec, train = config["base"], config["env"], config["vec"], config["train"]
+    _one_of("train.trainer", train["trainer"], tuple(TRAINERS))
     spec = get_env_spec(base["env_name"])
     _at_least("env.num_envs", env["num_envs"], 1)
     _at_least("env.log_interval", env["log_interval"], 1)
