@@ -113,7 +113,7 @@ def test_importing_pufferl_leaves_the_process_as_it_was(tmp_path):
     (["--train.num-minibatches", "64"], "must be a multiple of pufferl.bptt_horizon (8)"),
     (["--pufferl.max-minibatch-size", "12"], "pufferl.max_minibatch_size must be a multiple"),
     (["--pufferl.optimizer", "sgd"], "[pufferl] optimizer must be one of adam, muon"),
-    (["--train.trainer", "dqn"], "train.trainer must be one of ppo, pufferl, got 'dqn'"),
+    (["--train.trainer", "sarsa"], "train.trainer must be one of ppo, pufferl, dqn, eps_greedy, got 'sarsa'"),
 ])
 def test_what_pufferl_cannot_run_is_refused_in_one_line(tmp_path, tiny_ini, capsys, overrides,
                                                         message):

@@ -251,7 +251,7 @@ def test_a_checkpoint_acts_in_the_loop_as_on_the_offline_observation(capsys, tmp
 
     from kernels.simarena import NUM_ACTIONS, OBS_SIZE
     from puffer_cluster.config import load_config
-    from puffer_cluster.simarena import simarena_policy
+    from puffer_cluster.registry import policy_factory
     from trainers.checkpoint import save_atomic
     from trainers.models import make_policy
     trace_file = web_trace(tmp_path / "web.sktrace")
@@ -267,5 +267,5 @@ def test_a_checkpoint_acts_in_the_loop_as_on_the_offline_observation(capsys, tmp
     env = SimArenaEnv(num_envs=1, traces=[trace_file], log_interval=2**62,
                       simarena={"nodes": 2, "namespace": "", "target": 3, "max_steps": 1})
     observation, _ = env.reset()
-    offline = simarena_policy(str(checkpoint), 1, config)(observation, np.ones(1, dtype=bool))
+    offline = policy_factory(str(checkpoint), config)(1, None)(observation, np.ones(1, dtype=bool))
     assert step["action"] == int(offline[0])

@@ -3,10 +3,10 @@ checkpoints, and the `[train] trainer` key."""
 import pytest
 import torch
 
-from kernels.simarena import NUM_ACTIONS, OBS_SIZE, STAT_RETURN
+from kernels.simarena import NUM_ACTIONS, OBS_SIZE
 from puffer_cluster.cli import main as cli_main
 from puffer_cluster.config import ConfigError, bundled_config_path, load_config
-from puffer_cluster.simarena import play_simarena_episodes
+from puffer_cluster.evaluate import evaluate
 from trainers import TRAINERS
 from trainers.checkpoint import CheckpointError, load_checkpoint, load_policy_model
 from trainers.dqn import QNetwork
@@ -29,8 +29,7 @@ def simarena_config(tmp_path, trainer, *overrides, iterations=4):
 
 
 def mean_return(spec, config, episodes=20) -> float:
-    stats, _ = play_simarena_episodes(spec, episodes, 0, config)
-    return float(stats[:, STAT_RETURN].mean())
+    return evaluate([spec], episodes, 0, config)[0]["reward_mean"]
 
 
 # --- Pieces -------------------------------------------------------------------------------------
@@ -178,5 +177,5 @@ def test_dqn_trains_on_the_gardener_and_plays_its_eval(tmp_path, capsys):
 def test_unknown_trainer_exits_2(tmp_path, capsys):
     assert cli_main(["train", "--train.trainer", "sarsa", "--train.data-dir", str(tmp_path)]) == 2
     error = capsys.readouterr().err
-    assert "train.trainer must be one of ppo, dqn, eps_greedy, got 'sarsa'" in error
+    assert "train.trainer must be one of ppo, pufferl, dqn, eps_greedy, got 'sarsa'" in error
     assert not any(tmp_path.iterdir())

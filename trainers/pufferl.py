@@ -204,9 +204,11 @@ class TensorBoardLogger:
 
     @staticmethod
     def scalars(logs: dict) -> dict:
+        # Its losses/* lag one log behind (it logs before it stores the update's losses): the
+        # loop writes each update's own with `loss_scalars` instead.
         scalars = {key if "/" in key else f"charts/{key}": float(value)
-                   for key, value in logs.items()
-                   if isinstance(value, (int, float, np.number)) and np.isfinite(value)}
+                   for key, value in logs.items() if not key.startswith("losses/")
+                   and isinstance(value, (int, float, np.number)) and np.isfinite(value)}
         if "charts/SPS" in scalars:
             scalars["charts/SPS"] = int(scalars["charts/SPS"])
         for ours, theirs in (("charts/episodic_return", "environment/episode_return"),
@@ -214,6 +216,11 @@ class TensorBoardLogger:
             if theirs in scalars:
                 scalars[ours] = scalars[theirs]
         return scalars
+
+    @staticmethod
+    def loss_scalars(losses: dict) -> dict:
+        return {f"losses/{key}": float(value) for key, value in losses.items()
+                if np.isfinite(value)}
 
     def log(self, logs: dict, step: int) -> None:
         for key, value in self.scalars(logs).items():
@@ -270,7 +277,10 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
                 trainer.evaluate()
                 logs = trainer.train()  # PuffeRL logs every 0.25 s at most: None in between
                 if logs is not None:
-                    scalars = TensorBoardLogger.scalars(logs)
+                    losses = TensorBoardLogger.loss_scalars(trainer.losses)
+                    for key, value in losses.items():
+                        writer.add_scalar(key, value, trainer.global_step)
+                    scalars = {**TensorBoardLogger.scalars(logs), **losses}
                     dashboard.update(iteration, trainer.global_step, scalars)
                     if "charts/episodic_return" in scalars:
                         history.append((trainer.global_step, scalars["charts/episodic_return"],
