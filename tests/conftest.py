@@ -8,12 +8,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernels import fast, reference
+from kernels import dense, event, reference
 from kernels.world import OBS_SIZE, allocate_state, grid_seeds, make_params
 from puffer_cluster.config import env_defaults
 
-# Both backends of the world, for `pytest.mark.parametrize("backend", BACKENDS)`.
-BACKENDS = [pytest.param(reference, id="reference"), pytest.param(fast, id="numba")]
+# The three implementations of the world, for `pytest.mark.parametrize("backend", BACKENDS)`.
+BACKENDS = [pytest.param(reference, id="reference"), pytest.param(dense, id="dense"),
+            pytest.param(event, id="event")]
 
 # A world where nothing happens by itself: no spikes, no leak, no regen, no health bonus and no
 # collapse, so that the effect of one action or one forced event can be computed by hand.
@@ -21,7 +22,7 @@ QUIET = dict(
     height=6, width=6, agents_per_grid=1, max_steps=1000,
     base_load_min=0.1, base_load_max=0.3, mem_init_min=0.1, mem_init_max=0.2,
     leak_min=0.0, leak_max=0.0, red_queen_horizon=100.0,
-    spike_rate=0.0, spike_min=0.2, spike_max=0.4, spike_decay=1.0, overload_mem_jump=0.25,
+    spike_rate=0.0, spike_min=0.2, spike_max=0.4, spike_fade=0.0, overload_mem_jump=0.25,
     restart_mem=0.25, crit_fraction=0.2, crit_threshold=0.75, cap_max=3.0,
     clean_fraction=0.5, clean_useful_mem=0.5, clean_cost=0.125, scale_cost=0.5,
     budget_init=1.0, budget_regen=0.0, health_bonus=0.0,
@@ -35,7 +36,7 @@ QUIET = dict(
 HARSH = dict(
     max_steps=60, base_load_min=0.1, base_load_max=0.6, mem_init_min=0.1, mem_init_max=0.6,
     leak_min=0.002, leak_max=0.01, red_queen_horizon=50.0, spike_rate=0.05,
-    spike_min=0.2, spike_max=0.9, spike_decay=0.7, overload_mem_jump=0.1, restart_mem=0.3,
+    spike_min=0.2, spike_max=0.9, spike_fade=0.15, overload_mem_jump=0.1, restart_mem=0.3,
     crit_fraction=0.2, crit_threshold=0.8, cap_max=4.0, clean_fraction=0.5,
     clean_useful_mem=0.3, clean_cost=0.1, scale_cost=0.5, budget_init=1.0, budget_regen=0.02,
     health_bonus=0.1, oom_penalty=1.0, crit_weight=2.0, overload_penalty=0.2,
@@ -70,7 +71,7 @@ class World:
         self.backend, self.params = backend, params
         self.num_grids = num_grids
         self.num_agents = num_grids * params.agents_per_grid
-        self.state = allocate_state(num_grids, params)
+        self.state = allocate_state(num_grids, params, event=backend is event)
         self.state.grid_seed[:] = grid_seeds(seed, first_grid, num_grids)
         self.obs = np.zeros((self.num_agents, OBS_SIZE), dtype=np.float32)
         self.rewards = np.zeros(self.num_agents, dtype=np.float32)
