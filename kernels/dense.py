@@ -14,6 +14,10 @@ from kernels.rules import (
 )
 from kernels.world import CLEAN, NUM_ACTIONS, SCALE_FULL, SCALE_HALF
 
+# Grids per call of the compiled per-grid loop: a call takes a reference to each of the state's
+# arrays (Numba's reference counting), so calls are made per chunk of grids, not per grid.
+CHUNK = 32
+
 
 @njit(inline="always")
 def apply_actions(state, params, g, actions, event_hook):
@@ -23,6 +27,8 @@ def apply_actions(state, params, g, actions, event_hook):
     Returns the invalid-action count and the cleaning waste (ratio units)."""
     height, width = params.height, params.width
     t = state.step[g]
+    nodes = state.nodes[g]
+    table = params.entropy_integral
     invalid = 0
     waste = 0
     for a in range(params.agents_per_grid):
@@ -40,7 +46,7 @@ def apply_actions(state, params, g, actions, event_hook):
                         if 0 <= ny < height and 0 <= nx < width:
                             i = ny * width + nx
                             event_hook(state, params, g, i, True)
-                            waste += clean_node(params, state.nodes[g, i], t)
+                            waste += clean_node(params, table, nodes, i, t)
                             event_hook(state, params, g, i, False)
             else:
                 invalid += 1
@@ -51,7 +57,7 @@ def apply_actions(state, params, g, actions, event_hook):
             else:
                 i = state.agent_y[g, a] * width + state.agent_x[g, a]
                 event_hook(state, params, g, i, True)
-                rescale_node(params, state.nodes[g, i], t, state.nodes[g, i, CAP] + added)
+                rescale_node(table, nodes, i, t, nodes[i, CAP] + added)
                 event_hook(state, params, g, i, False)
         else:
             move_agent(state, params, g, a, action)
@@ -63,9 +69,11 @@ def no_hook(state, params, g, i, before):
     pass
 
 
-@njit(nogil=True, cache=True)
+@njit(inline="always")
 def _step_grid(state, params, g, actions, observations, rewards, terminals, truncations, auto_reset):
-    nodes = params.height * params.width
+    count = params.height * params.width
+    nodes = state.nodes[g]
+    table = params.entropy_integral
     invalid, waste = apply_actions(state, params, g, actions, no_hook)
 
     # 2. Time advances: the closed forms carry the leak and the spikes' fade.
@@ -75,32 +83,31 @@ def _step_grid(state, params, g, actions, observations, rewards, terminals, trun
     # 3. New CPU spikes land; one that pushes cpu to 1 or more is an overload.
     seed = state.episode_seed[g]
     overloads = 0
-    count = int(params.spike_rate * nodes + uniform(seed, t, 0, STREAM_SPIKE_COUNT))
-    for j in range(count):
-        i, size = draw_spike(params, seed, t, j, nodes)
-        overloads += land_spike(params, state.nodes[g, i], t, size)
+    spikes = int(params.spike_rate * count + uniform(seed, t, 0, STREAM_SPIKE_COUNT))
+    for j in range(spikes):
+        i, size = draw_spike(params, seed, t, j, count)
+        overloads += land_spike(params, table, nodes, i, t, size)
 
     # 4. Out-of-memory nodes restart; the load sums both ratios of every node, in integers.
     ooms = 0
     crits = 0
     prio_sum = 0
     load = 0
-    for i in range(nodes):
-        rec = state.nodes[g, i]
-        mem = mem_now(params, rec, t)
+    for i in range(count):
+        mem = mem_now(table, nodes, i, t)
         if mem >= ONE:
             ooms += 1
-            crits += rec[PRIO] >= params.crit_fx
-            prio_sum += rec[PRIO]
-            restart_node(params, rec, t)
+            crits += nodes[i, PRIO] >= params.crit_fx
+            prio_sum += nodes[i, PRIO]
+            restart_node(params, nodes, i, t)
             mem = params.restart_fx
-        load += cpu_now(rec, t) + mem
+        load += cpu_now(nodes, i, t) + mem
 
     # 5. The budget recovers slowly.
     state.budget[g] = min(1.0, state.budget[g] + params.budget_regen)
 
     done = settle_grid(state, params, g, ooms, crits, oom_cost_nb(params, ooms, prio_sum),
-                       overloads, clean_waste_nb(waste), invalid, mean_load_nb(load, nodes),
+                       overloads, clean_waste_nb(waste), invalid, mean_load_nb(load, count),
                        params.max_steps, rewards, terminals, truncations)
     if done and auto_reset:
         state.episode[g] += np.uint64(1)
@@ -108,33 +115,47 @@ def _step_grid(state, params, g, actions, observations, rewards, terminals, trun
     observe_grid(state, params, g, observations)
 
 
-@njit(nogil=True, cache=True)
+@njit(inline="always")
 def _reset_grid(state, params, g, observations):
     start_episode(state, params, g)
     observe_grid(state, params, g, observations)
 
 
-def _reset_grids(state, params, observations):
-    for g in prange(state.step.shape[0]):
+@njit(nogil=True, cache=True)
+def _reset_range(state, params, first, last, observations):
+    for g in range(first, last):
         _reset_grid(state, params, g, observations)
 
 
-def _step(state, params, actions, observations, rewards, terminals, truncations, auto_reset):
-    for g in prange(state.step.shape[0]):
+@njit(nogil=True, cache=True)
+def _step_range(state, params, first, last, actions, observations, rewards, terminals,
+                truncations, auto_reset):
+    for g in range(first, last):
         _step_grid(state, params, g, actions, observations, rewards, terminals, truncations,
                    auto_reset)
 
 
+def _reset_grids(state, params, observations):
+    grids = state.step.shape[0]
+    for chunk in prange((grids + CHUNK - 1) // CHUNK):
+        _reset_range(state, params, chunk * CHUNK, min(grids, (chunk + 1) * CHUNK), observations)
+
+
+def _step(state, params, actions, observations, rewards, terminals, truncations, auto_reset):
+    grids = state.step.shape[0]
+    for chunk in prange((grids + CHUNK - 1) // CHUNK):
+        _step_range(state, params, chunk * CHUNK, min(grids, (chunk + 1) * CHUNK), actions,
+                    observations, rewards, terminals, truncations, auto_reset)
+
+
 def _reset_grids_one_thread(state, params, observations):
-    for g in range(state.step.shape[0]):
-        _reset_grid(state, params, g, observations)
+    _reset_range(state, params, 0, state.step.shape[0], observations)
 
 
 def _step_one_thread(state, params, actions, observations, rewards, terminals, truncations,
                      auto_reset):
-    for g in range(state.step.shape[0]):
-        _step_grid(state, params, g, actions, observations, rewards, terminals, truncations,
-                   auto_reset)
+    _step_range(state, params, 0, state.step.shape[0], actions, observations, rewards, terminals,
+                truncations, auto_reset)
 
 
 # Many grids: one thread per chunk of grids. One grid (the Gymnasium env): no thread start-up.

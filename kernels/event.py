@@ -16,32 +16,32 @@ own arithmetic, so both give the same bits.
 import numpy as np
 from numba import njit, prange
 
-from kernels.dense import apply_actions
+from kernels.dense import CHUNK, apply_actions
 from kernels.fast import settle_grid
 from kernels.fixed import (
-    CPU_BASE, CPU_DUE, CPU_NEXT, CPU_PREV, FADE, LEAK, MEM, MEM_T, NEVER, ONE, OOM_DUE,
-    OOM_NEXT, OOM_PREV, PRIO, SLOPE, SPIKE, SPIKE_T, clean_waste_nb, entropy_integral_nb,
-    mean_load_nb, oom_cost_nb,
+    CPU_BASE, CPU_DUE, CPU_NEXT, CPU_PREV, FADE, LEAK, NEVER, ONE, OOM_DUE, OOM_NEXT, OOM_PREV,
+    PRIO, SLOPE, SPIKE, SPIKE_T, clean_waste_nb, entropy_integral_nb, mean_load_nb, oom_cost_nb,
 )
 from kernels.rng import STREAM_SPIKE_COUNT
 from kernels.rules import (
     cpu_now, draw_spike, land_spike, mem_now, observe_grid, restart_node, start_episode, uniform,
 )
 
+# Rows of state.sums[g], and the two wheels of state.wheel[g].
+MEM_SUM, MEM_RATE, CPU_SUM, CPU_SLOPE = range(4)
 CPU_WHEEL, OOM_WHEEL = 0, 1
 
 
 @njit(inline="always")
-def first_oom_step(params, rec, t_from):
-    """The first step t >= t_from at which the node's memory reaches ONE, or NEVER within the
+def first_oom_step(params, table, nodes, i, t_from):
+    """The first step t >= t_from at which node i's memory reaches ONE, or NEVER within the
     episode: G is increasing, so a binary search over the table."""
-    need = ONE - mem_now(params, rec, t_from)
+    need = ONE - mem_now(table, nodes, i, t_from)
     if need <= 0:
         return t_from
-    leak = rec[LEAK]
+    leak = nodes[i, LEAK]
     if leak == 0 or t_from >= params.max_steps:
         return NEVER
-    table = params.entropy_integral
     target = table[t_from] + (need + leak - 1) // leak
     lo, hi = t_from + 1, params.max_steps + 1
     while lo < hi:
@@ -54,32 +54,30 @@ def first_oom_step(params, rec, t_from):
 
 
 @njit(inline="always")
-def cpu_phase(params, rec, t):
-    """The node's cpu phase from step t on: (slope, due), the per-step fall of its clipped cpu
-    and the step the phase ends (NEVER: not within the episode)."""
-    base, spike, fade = rec[CPU_BASE], rec[SPIKE], rec[FADE]
+def cpu_phase(params, nodes, i, t):
+    """Node i's cpu phase from step t on: (slope, due), the per-step fall of its clipped cpu and
+    the step the phase ends (NEVER: not within the episode)."""
+    base, spike, fade = nodes[i, CPU_BASE], nodes[i, SPIKE], nodes[i, FADE]
     if fade == 0 or base >= ONE:
         return 0, NEVER
-    age = t - rec[SPIKE_T]
-    left = spike - min(spike, fade * age)
+    left = spike - min(spike, fade * (t - nodes[i, SPIKE_T]))
     if base + left >= ONE:  # saturated until base + spike - fade * age < ONE
-        slope, due = 0, rec[SPIKE_T] + (base + spike - ONE) // fade + 1
+        slope, due = 0, nodes[i, SPIKE_T] + (base + spike - ONE) // fade + 1
     elif left > 0:  # fading until the spike load reaches 0
-        slope, due = fade, rec[SPIKE_T] + (spike + fade - 1) // fade
+        slope, due = fade, nodes[i, SPIKE_T] + (spike + fade - 1) // fade
     else:
         return 0, NEVER
     return slope, due if due <= params.max_steps else NEVER
 
 
 @njit(inline="always")
-def _unlink(state, g, i, wheel, due_field, next_field, prev_field):
-    nodes = state.nodes[g]
+def _unlink(nodes, wheel, i, kind, due_field, next_field, prev_field):
     due = nodes[i, due_field]
     if due == NEVER:
         return
     after, before = nodes[i, next_field], nodes[i, prev_field]
     if before == NEVER:
-        state.wheel[g, wheel, due] = after
+        wheel[kind, due] = after
     else:
         nodes[before, next_field] = after
     if after != NEVER:
@@ -88,150 +86,157 @@ def _unlink(state, g, i, wheel, due_field, next_field, prev_field):
 
 
 @njit(inline="always")
-def _link(state, g, i, due, wheel, due_field, next_field, prev_field):
-    nodes = state.nodes[g]
+def _link(nodes, wheel, i, due, kind, due_field, next_field, prev_field):
     nodes[i, due_field] = due
     if due == NEVER:
         return
-    head = state.wheel[g, wheel, due]
+    head = wheel[kind, due]
     nodes[i, next_field] = head
     nodes[i, prev_field] = NEVER
     if head != NEVER:
         nodes[head, prev_field] = i
-    state.wheel[g, wheel, due] = i
+    wheel[kind, due] = i
 
 
 @njit(inline="always")
-def _cpu_out(state, g, i, t):
+def _cpu_out(sums, nodes, wheel, i, t):
     """Take node i's clipped cpu out of the grid's sum (its phase is current at t)."""
-    rec = state.nodes[g, i]
-    state.cpu_sum[g] -= cpu_now(rec, t)
-    state.cpu_slope[g] -= rec[SLOPE]
-    _unlink(state, g, i, CPU_WHEEL, CPU_DUE, CPU_NEXT, CPU_PREV)
+    sums[CPU_SUM] -= cpu_now(nodes, i, t)
+    sums[CPU_SLOPE] -= nodes[i, SLOPE]
+    _unlink(nodes, wheel, i, CPU_WHEEL, CPU_DUE, CPU_NEXT, CPU_PREV)
 
 
 @njit(inline="always")
-def _cpu_in(state, params, g, i, t):
+def _cpu_in(params, sums, nodes, wheel, i, t):
     """Put node i's clipped cpu into the grid's sum and schedule its phase change."""
-    rec = state.nodes[g, i]
-    slope, due = cpu_phase(params, rec, t)
-    state.cpu_sum[g] += cpu_now(rec, t)
-    state.cpu_slope[g] += slope
-    rec[SLOPE] = slope
-    _link(state, g, i, due, CPU_WHEEL, CPU_DUE, CPU_NEXT, CPU_PREV)
+    slope, due = cpu_phase(params, nodes, i, t)
+    sums[CPU_SUM] += cpu_now(nodes, i, t)
+    sums[CPU_SLOPE] += slope
+    nodes[i, SLOPE] = slope
+    _link(nodes, wheel, i, due, CPU_WHEEL, CPU_DUE, CPU_NEXT, CPU_PREV)
 
 
 @njit(inline="always")
-def _schedule_oom(state, params, g, i, t_from):
-    _unlink(state, g, i, OOM_WHEEL, OOM_DUE, OOM_NEXT, OOM_PREV)
-    _link(state, g, i, first_oom_step(params, state.nodes[g, i], t_from), OOM_WHEEL, OOM_DUE,
+def _schedule_oom(params, table, nodes, wheel, i, t_from):
+    _unlink(nodes, wheel, i, OOM_WHEEL, OOM_DUE, OOM_NEXT, OOM_PREV)
+    _link(nodes, wheel, i, first_oom_step(params, table, nodes, i, t_from), OOM_WHEEL, OOM_DUE,
           OOM_NEXT, OOM_PREV)
 
 
 @njit(inline="always")
+def _node_out(params, table, sums, nodes, wheel, i, t):
+    sums[MEM_SUM] -= mem_now(table, nodes, i, t)
+    sums[MEM_RATE] -= nodes[i, LEAK]
+    _cpu_out(sums, nodes, wheel, i, t)
+
+
+@njit(inline="always")
+def _node_in(params, table, sums, nodes, wheel, i, t):
+    """Node i back into the sums after a change at step t; its next OOM check is at t + 1."""
+    sums[MEM_SUM] += mem_now(table, nodes, i, t)
+    sums[MEM_RATE] += nodes[i, LEAK]
+    _cpu_in(params, sums, nodes, wheel, i, t)
+    _schedule_oom(params, table, nodes, wheel, i, t + 1)
+
+
+@njit(inline="always")
 def _action_hook(state, params, g, i, before):
-    """Around an action's change to node i at the current step t: out of the sums before, back
-    in after, with its events rescheduled (its next OOM check is at t + 1)."""
-    t = state.step[g]
-    rec = state.nodes[g, i]
+    """Around an action's change to node i at the current step: out of the sums before, back
+    in after, with its events rescheduled."""
     if before:
-        state.mem_sum[g] -= mem_now(params, rec, t)
-        state.mem_rate[g] -= rec[LEAK]
-        _cpu_out(state, g, i, t)
+        _node_out(params, params.entropy_integral, state.sums[g], state.nodes[g],
+                  state.wheel[g], i, state.step[g])
     else:
-        state.mem_sum[g] += mem_now(params, rec, t)
-        state.mem_rate[g] += rec[LEAK]
-        _cpu_in(state, params, g, i, t)
-        _schedule_oom(state, params, g, i, t + 1)
+        _node_in(params, params.entropy_integral, state.sums[g], state.nodes[g],
+                 state.wheel[g], i, state.step[g])
 
 
 @njit(inline="always")
 def _rebuild_grid(state, params, g):
     """The sums and both wheels of grid g from its node records at its current step."""
     t = state.step[g]
-    state.wheel[g] = NEVER
-    state.mem_sum[g] = 0
-    state.mem_rate[g] = 0
-    state.cpu_sum[g] = 0
-    state.cpu_slope[g] = 0
+    sums, nodes, wheel = state.sums[g], state.nodes[g], state.wheel[g]
+    table = params.entropy_integral
+    wheel[:, :] = NEVER
+    sums[:] = 0
     for i in range(params.height * params.width):
-        rec = state.nodes[g, i]
-        rec[SLOPE] = 0
-        rec[CPU_DUE] = NEVER
-        rec[OOM_DUE] = NEVER
-        _action_hook(state, params, g, i, False)
+        nodes[i, SLOPE] = 0
+        nodes[i, CPU_DUE] = NEVER
+        nodes[i, OOM_DUE] = NEVER
+        _node_in(params, table, sums, nodes, wheel, i, t)
 
 
 @njit(inline="always")
-def _cpu_events(state, params, g, t):
+def _cpu_events(params, sums, nodes, wheel, t):
     """The cpu phase changes due at t: each node's contribution moves to its next phase."""
-    i = state.wheel[g, CPU_WHEEL, t]
-    state.wheel[g, CPU_WHEEL, t] = NEVER
+    i = wheel[CPU_WHEEL, t]
+    wheel[CPU_WHEEL, t] = NEVER
     while i != NEVER:
-        rec = state.nodes[g, i]
-        after = rec[CPU_NEXT]
-        rec[CPU_DUE] = NEVER
+        after = nodes[i, CPU_NEXT]
+        nodes[i, CPU_DUE] = NEVER
         # What the sum holds for it: ONE while saturated, the fading line while fading.
-        slope = rec[SLOPE]
-        held = ONE if slope == 0 else rec[CPU_BASE] + rec[SPIKE] - slope * (t - rec[SPIKE_T])
-        state.cpu_sum[g] -= held
-        state.cpu_slope[g] -= slope
-        _cpu_in(state, params, g, i, t)
+        slope = nodes[i, SLOPE]
+        held = ONE if slope == 0 else nodes[i, CPU_BASE] + nodes[i, SPIKE] \
+            - slope * (t - nodes[i, SPIKE_T])
+        sums[CPU_SUM] -= held
+        sums[CPU_SLOPE] -= slope
+        _cpu_in(params, sums, nodes, wheel, i, t)
         i = after
 
 
-@njit(nogil=True, cache=True)
+@njit(inline="always")
 def _step_grid(state, params, g, actions, observations, rewards, terminals, truncations, auto_reset):
-    nodes = params.height * params.width
+    count = params.height * params.width
     invalid, waste = apply_actions(state, params, g, actions, _action_hook)
+    sums, nodes, wheel = state.sums[g], state.nodes[g], state.wheel[g]
+    table = params.entropy_integral
 
     # 2. Time advances: the sums follow their rates.
     t = state.step[g] + 1
     state.step[g] = t
-    state.mem_sum[g] += (entropy_integral_nb(params, t) - entropy_integral_nb(params, t - 1)) \
-        * state.mem_rate[g]
-    state.cpu_sum[g] -= state.cpu_slope[g]
-    _cpu_events(state, params, g, t)
+    sums[MEM_SUM] += (entropy_integral_nb(table, t) - entropy_integral_nb(table, t - 1)) \
+        * sums[MEM_RATE]
+    sums[CPU_SUM] -= sums[CPU_SLOPE]
+    _cpu_events(params, sums, nodes, wheel, t)
 
     # 3. New CPU spikes land; an overload's memory jump moves the node's OOM.
     seed = state.episode_seed[g]
     overloads = 0
-    count = int(params.spike_rate * nodes + uniform(seed, t, 0, STREAM_SPIKE_COUNT))
-    for j in range(count):
-        i, size = draw_spike(params, seed, t, j, nodes)
-        _cpu_out(state, g, i, t)
-        if land_spike(params, state.nodes[g, i], t, size):
+    spikes = int(params.spike_rate * count + uniform(seed, t, 0, STREAM_SPIKE_COUNT))
+    for j in range(spikes):
+        i, size = draw_spike(params, seed, t, j, count)
+        _cpu_out(sums, nodes, wheel, i, t)
+        if land_spike(params, table, nodes, i, t, size):
             overloads += 1
-            state.mem_sum[g] += params.jump_fx
-            _schedule_oom(state, params, g, i, t)
-        _cpu_in(state, params, g, i, t)
+            sums[MEM_SUM] += params.jump_fx
+            _schedule_oom(params, table, nodes, wheel, i, t)
+        _cpu_in(params, sums, nodes, wheel, i, t)
 
     # 4. The OOMs due now.
     ooms = 0
     crits = 0
     prio_sum = 0
-    i = state.wheel[g, OOM_WHEEL, t]
-    state.wheel[g, OOM_WHEEL, t] = NEVER
+    i = wheel[OOM_WHEEL, t]
+    wheel[OOM_WHEEL, t] = NEVER
     while i != NEVER:
-        rec = state.nodes[g, i]
-        after = rec[OOM_NEXT]
-        rec[OOM_DUE] = NEVER
+        after = nodes[i, OOM_NEXT]
+        nodes[i, OOM_DUE] = NEVER
         ooms += 1
-        crits += rec[PRIO] >= params.crit_fx
-        prio_sum += rec[PRIO]
-        state.mem_sum[g] += params.restart_fx - mem_now(params, rec, t)
-        _cpu_out(state, g, i, t)
-        restart_node(params, rec, t)
-        _cpu_in(state, params, g, i, t)
-        _schedule_oom(state, params, g, i, t + 1)
+        crits += nodes[i, PRIO] >= params.crit_fx
+        prio_sum += nodes[i, PRIO]
+        sums[MEM_SUM] += params.restart_fx - mem_now(table, nodes, i, t)
+        _cpu_out(sums, nodes, wheel, i, t)
+        restart_node(params, nodes, i, t)
+        _cpu_in(params, sums, nodes, wheel, i, t)
+        _schedule_oom(params, table, nodes, wheel, i, t + 1)
         i = after
-    load = state.mem_sum[g] + state.cpu_sum[g]
+    load = sums[MEM_SUM] + sums[CPU_SUM]
 
     # 5. The budget recovers slowly.
     state.budget[g] = min(1.0, state.budget[g] + params.budget_regen)
 
     done = settle_grid(state, params, g, ooms, crits, oom_cost_nb(params, ooms, prio_sum),
-                       overloads, clean_waste_nb(waste), invalid, mean_load_nb(load, nodes),
+                       overloads, clean_waste_nb(waste), invalid, mean_load_nb(load, count),
                        params.max_steps, rewards, terminals, truncations)
     if done and auto_reset:
         state.episode[g] += np.uint64(1)
@@ -240,7 +245,7 @@ def _step_grid(state, params, g, actions, observations, rewards, terminals, trun
     observe_grid(state, params, g, observations)
 
 
-@njit(nogil=True, cache=True)
+@njit(inline="always")
 def _reset_grid(state, params, g, observations):
     start_episode(state, params, g)
     _rebuild_grid(state, params, g)
@@ -255,27 +260,41 @@ def rebuild_grids(state, params):
         _rebuild_grid(state, params, g)
 
 
-def _reset_grids(state, params, observations):
-    for g in prange(state.step.shape[0]):
+@njit(nogil=True, cache=True)
+def _reset_range(state, params, first, last, observations):
+    for g in range(first, last):
         _reset_grid(state, params, g, observations)
 
 
-def _step(state, params, actions, observations, rewards, terminals, truncations, auto_reset):
-    for g in prange(state.step.shape[0]):
+@njit(nogil=True, cache=True)
+def _step_range(state, params, first, last, actions, observations, rewards, terminals,
+                truncations, auto_reset):
+    for g in range(first, last):
         _step_grid(state, params, g, actions, observations, rewards, terminals, truncations,
                    auto_reset)
 
 
+def _reset_grids(state, params, observations):
+    grids = state.step.shape[0]
+    for chunk in prange((grids + CHUNK - 1) // CHUNK):
+        _reset_range(state, params, chunk * CHUNK, min(grids, (chunk + 1) * CHUNK), observations)
+
+
+def _step(state, params, actions, observations, rewards, terminals, truncations, auto_reset):
+    grids = state.step.shape[0]
+    for chunk in prange((grids + CHUNK - 1) // CHUNK):
+        _step_range(state, params, chunk * CHUNK, min(grids, (chunk + 1) * CHUNK), actions,
+                    observations, rewards, terminals, truncations, auto_reset)
+
+
 def _reset_grids_one_thread(state, params, observations):
-    for g in range(state.step.shape[0]):
-        _reset_grid(state, params, g, observations)
+    _reset_range(state, params, 0, state.step.shape[0], observations)
 
 
 def _step_one_thread(state, params, actions, observations, rewards, terminals, truncations,
                      auto_reset):
-    for g in range(state.step.shape[0]):
-        _step_grid(state, params, g, actions, observations, rewards, terminals, truncations,
-                   auto_reset)
+    _step_range(state, params, 0, state.step.shape[0], actions, observations, rewards, terminals,
+                truncations, auto_reset)
 
 
 # As in kernels.dense: parallel over grids, and a serial build for one grid.

@@ -17,7 +17,7 @@ from numba import njit
 ONE = 1 << 40
 CAP_ONE = 1 << 16
 PRIO_ONE = 1 << 24
-G_ONE = 1 << 8
+G_ONE = 1 << 12
 LEAK_ONE = ONE // G_ONE
 FRACTION_ONE = 1 << 16  # the clean's kept fraction
 RATIO_UNIT = 2.0 ** -40
@@ -44,9 +44,10 @@ def mul_div(x, num, den):
     return (x // den) * num + (x % den) * num // den
 
 
-def entropy_integral(params, t):
-    """G[t] in G_ONE units; constant after max_steps (grids are reset there)."""
-    return params.entropy_integral[np.minimum(t, params.max_steps)]
+def entropy_integral(table, t):
+    """G[t] from the table `WorldParams.entropy_integral`, in G_ONE units; constant after
+    max_steps (grids are reset there)."""
+    return table[np.minimum(t, table.shape[0] - 1)]
 
 
 def mem_at(mem, leak, g_now, g_then):

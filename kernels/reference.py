@@ -39,8 +39,9 @@ def _uniform(seeds, step, node, stream):
 
 def _mem_now(params, record, t):
     """Memory ratios of node records (..., fields) at steps `t` (broadcast against them)."""
-    return mem_at(record[..., MEM], record[..., LEAK], entropy_integral(params, t),
-                  entropy_integral(params, record[..., MEM_T]))
+    table = params.entropy_integral
+    return mem_at(record[..., MEM], record[..., LEAK], entropy_integral(table, t),
+                  entropy_integral(table, record[..., MEM_T]))
 
 
 def _cpu_now(record, t):

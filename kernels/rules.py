@@ -1,9 +1,11 @@
-"""World v2's rules on one node record, compiled: what the dense kernel (`kernels.dense`) does
-to every node and the event kernel (`kernels.event`) to the nodes an event touches, in the
-NumPy reference's arithmetic (`kernels.reference`), so that all three agree bit for bit.
+"""World v2's rules on one node, compiled: what the dense kernel (`kernels.dense`) does to every
+node and the event kernel (`kernels.event`) to the nodes an event touches, in the NumPy
+reference's arithmetic (`kernels.reference`), so that all three agree bit for bit.
 
-A record is a view `state.nodes[g, i]`; every rule evaluates the closed forms at step `t`,
-changes the node, and stores the new values with `t` as the node's event time.
+`nodes` is one grid's records (`state.nodes[g]`) and `table` the G table; a rule evaluates the
+closed forms at step `t`, changes node `i`, and stores its new values with `t` as its event
+time. (Arrays come in as arguments, never as views made per call: Numba reference-counts every
+view, and in the event kernel's hot loops that would cost more than the rules themselves.)
 """
 import numpy as np
 from numba import njit
@@ -25,19 +27,19 @@ CAP_UNIT = 1.0 / CAP_ONE
 
 
 @njit(inline="always")
-def mem_now(params, rec, t):
-    return mem_at_nb(rec[MEM], rec[LEAK], entropy_integral_nb(params, t),
-                     entropy_integral_nb(params, rec[MEM_T]))
+def mem_now(table, nodes, i, t):
+    return mem_at_nb(nodes[i, MEM], nodes[i, LEAK], entropy_integral_nb(table, t),
+                     entropy_integral_nb(table, nodes[i, MEM_T]))
 
 
 @njit(inline="always")
-def spike_now(rec, t):
-    return spike_at_nb(rec[SPIKE], rec[FADE], t - rec[SPIKE_T])
+def spike_now(nodes, i, t):
+    return spike_at_nb(nodes[i, SPIKE], nodes[i, FADE], t - nodes[i, SPIKE_T])
 
 
 @njit(inline="always")
-def cpu_now(rec, t):
-    return cpu_at_nb(rec[CPU_BASE], rec[SPIKE], rec[FADE], t - rec[SPIKE_T])
+def cpu_now(nodes, i, t):
+    return cpu_at_nb(nodes[i, CPU_BASE], nodes[i, SPIKE], nodes[i, FADE], t - nodes[i, SPIKE_T])
 
 
 @njit(inline="always")
@@ -45,31 +47,31 @@ def start_episode(state, params, g):
     """A new episode on grid g: every node drawn from the episode seed, agents and counters."""
     seed = counter_hash_nb(state.grid_seed[g], state.episode[g], _U0, STREAM_EPISODE)
     state.episode_seed[g] = seed
+    nodes = state.nodes[g]
+    nodes[:, :] = 0
     for i in range(params.height * params.width):
         base, mem, leak, prio = initial_node_nb(
             params, uniform(seed, 0, i, STREAM_BASE_LOAD), uniform(seed, 0, i, STREAM_MEM_INIT),
             uniform(seed, 0, i, STREAM_LEAK), uniform(seed, 0, i, STREAM_PRIO),
             uniform(seed, 0, i, STREAM_CRITICAL))
-        rec = state.nodes[g, i]
-        rec[:] = 0
-        rec[MEM] = mem
-        rec[LEAK] = leak
-        rec[CPU_BASE] = base
-        rec[FADE] = params.fade_fx
-        rec[CAP] = CAP_ONE
-        rec[PRIO] = prio
+        nodes[i, MEM] = mem
+        nodes[i, LEAK] = leak
+        nodes[i, CPU_BASE] = base
+        nodes[i, FADE] = params.fade_fx
+        nodes[i, CAP] = CAP_ONE
+        nodes[i, PRIO] = prio
     start_agents_and_counters(state, params, g, seed)
 
 
 @njit(inline="always")
-def clean_node(params, rec, t):
+def clean_node(params, table, nodes, i, t):
     """CLEAN on one node: memory and spike load keep (1 - clean_fraction). Returns the waste,
     max(0, clean_useful_mem - mem), in ratio units."""
-    mem = mem_now(params, rec, t)
-    rec[SPIKE] = mul_div_nb(spike_now(rec, t), params.keep_fx, FRACTION_ONE)
-    rec[SPIKE_T] = t
-    rec[MEM] = mul_div_nb(mem, params.keep_fx, FRACTION_ONE)
-    rec[MEM_T] = t
+    mem = mem_now(table, nodes, i, t)
+    nodes[i, SPIKE] = mul_div_nb(spike_now(nodes, i, t), params.keep_fx, FRACTION_ONE)
+    nodes[i, SPIKE_T] = t
+    nodes[i, MEM] = mul_div_nb(mem, params.keep_fx, FRACTION_ONE)
+    nodes[i, MEM_T] = t
     return max(0, params.useful_fx - mem)
 
 
@@ -92,51 +94,51 @@ def pay_for_scale(state, params, g, a, action):
 
 
 @njit(inline="always")
-def rescale_node(params, rec, t, new_cap):
+def rescale_node(table, nodes, i, t, new_cap):
     """A capacity change: every ratio of the node times old cap / new cap."""
-    cap = rec[CAP]
-    mem = mem_now(params, rec, t)
-    spike = spike_now(rec, t)
-    rec[MEM] = mul_div_nb(mem, cap, new_cap)
-    rec[MEM_T] = t
-    rec[SPIKE] = mul_div_nb(spike, cap, new_cap)
-    rec[SPIKE_T] = t
-    rec[LEAK] = mul_div_nb(rec[LEAK], cap, new_cap)
-    rec[CPU_BASE] = mul_div_nb(rec[CPU_BASE], cap, new_cap)
-    rec[FADE] = mul_div_nb(rec[FADE], cap, new_cap)
-    rec[CAP] = new_cap
+    cap = nodes[i, CAP]
+    mem = mem_now(table, nodes, i, t)
+    spike = spike_now(nodes, i, t)
+    nodes[i, MEM] = mul_div_nb(mem, cap, new_cap)
+    nodes[i, MEM_T] = t
+    nodes[i, SPIKE] = mul_div_nb(spike, cap, new_cap)
+    nodes[i, SPIKE_T] = t
+    nodes[i, LEAK] = mul_div_nb(nodes[i, LEAK], cap, new_cap)
+    nodes[i, CPU_BASE] = mul_div_nb(nodes[i, CPU_BASE], cap, new_cap)
+    nodes[i, FADE] = mul_div_nb(nodes[i, FADE], cap, new_cap)
+    nodes[i, CAP] = new_cap
 
 
 @njit(inline="always")
-def draw_spike(params, seed, t, j, nodes):
+def draw_spike(params, seed, t, j, count):
     """Spike j of step t: its node and its size (absolute load, ONE units)."""
-    i = min(int(uniform(seed, t, j, STREAM_SPIKE_NODE) * nodes), nodes - 1)
+    i = min(int(uniform(seed, t, j, STREAM_SPIKE_NODE) * count), count - 1)
     size = params.spike_min + (params.spike_max - params.spike_min) \
         * uniform(seed, t, j, STREAM_SPIKE_SIZE)
     return i, to_fixed_nb(size, ONE)
 
 
 @njit(inline="always")
-def land_spike(params, rec, t, size):
+def land_spike(params, table, nodes, i, t, size):
     """A spike lands: the spike load restarts its fade from its value now plus the size. Returns
     True for an overload (cpu >= 1), which also raises the memory pressure."""
-    spike = spike_now(rec, t) + mul_div_nb(size, CAP_ONE, rec[CAP])
-    rec[SPIKE] = spike
-    rec[SPIKE_T] = t
-    if rec[CPU_BASE] + spike >= ONE:
-        rec[MEM] = mem_now(params, rec, t) + params.jump_fx
-        rec[MEM_T] = t
+    spike = spike_now(nodes, i, t) + mul_div_nb(size, CAP_ONE, nodes[i, CAP])
+    nodes[i, SPIKE] = spike
+    nodes[i, SPIKE_T] = t
+    if nodes[i, CPU_BASE] + spike >= ONE:
+        nodes[i, MEM] = mem_now(table, nodes, i, t) + params.jump_fx
+        nodes[i, MEM_T] = t
         return True
     return False
 
 
 @njit(inline="always")
-def restart_node(params, rec, t):
+def restart_node(params, nodes, i, t):
     """An OOM restart: memory at restart_mem, spikes cleared."""
-    rec[MEM] = params.restart_fx
-    rec[MEM_T] = t
-    rec[SPIKE] = 0
-    rec[SPIKE_T] = t
+    nodes[i, MEM] = params.restart_fx
+    nodes[i, MEM_T] = t
+    nodes[i, SPIKE] = 0
+    nodes[i, SPIKE_T] = t
 
 
 @njit(inline="always")
@@ -144,6 +146,8 @@ def observe_grid(state, params, g, observations):
     """Write the observation of every agent of grid `g` (rows g*A .. g*A+A-1)."""
     height, width = params.height, params.width
     t = state.step[g]
+    nodes = state.nodes[g]
+    table = params.entropy_integral
     for a in range(params.agents_per_grid):
         row = g * params.agents_per_grid + a
         y, x = state.agent_y[g, a], state.agent_x[g, a]
@@ -152,10 +156,10 @@ def observe_grid(state, params, g, observations):
             for dx in range(-1, 2):
                 ny, nx = y + dy, x + dx
                 if 0 <= ny < height and 0 <= nx < width:
-                    rec = state.nodes[g, ny * width + nx]
-                    observations[row, k] = ratio_float_nb(cpu_now(rec, t))
-                    observations[row, k + 1] = ratio_float_nb(min(ONE, mem_now(params, rec, t)))
-                    observations[row, k + 2] = rec[PRIO] * PRIO_UNIT
+                    i = ny * width + nx
+                    observations[row, k] = ratio_float_nb(cpu_now(nodes, i, t))
+                    observations[row, k + 1] = ratio_float_nb(min(ONE, mem_now(table, nodes, i, t)))
+                    observations[row, k + 2] = nodes[i, PRIO] * PRIO_UNIT
                 else:
                     observations[row, k] = OUTSIDE
                     observations[row, k + 1] = OUTSIDE

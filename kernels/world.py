@@ -8,10 +8,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from kernels import fixed
 from kernels.fixed import (
-    CAP_ONE, CPU_BASE, EVENT_NODE_FIELDS, FADE, FRACTION_ONE, G_ONE, LEAK, MEM, MEM_T, NEVER,
-    NODE_FIELDS, ONE, PRIO, PRIO_ONE, PRIO_UNIT, SPIKE, SPIKE_T, cpu_at, entropy_integral, mem_at,
-    ratio_float,
+    CAP_ONE, EVENT_NODE_FIELDS, FRACTION_ONE, G_ONE, NEVER, NODE_FIELDS, ONE, PRIO_ONE, PRIO_UNIT,
+    cpu_at, entropy_integral, mem_at, ratio_float,
 )
 from kernels.rng import STREAM_GRID, counter_hash
 
@@ -100,12 +100,10 @@ class WorldState(NamedTuple):
     observation reads them without a division.
     """
     nodes: np.ndarray        # int64 (grids, height * width, NODE_FIELDS or EVENT_NODE_FIELDS)
-    # Event kernel only (empty for the dense kernels): exact integer sums over the grid's nodes
-    # and the heads of its two timing wheels, one slot per step of the episode.
-    mem_sum: np.ndarray      # int64 (grids,), sum of memory ratios now
-    mem_rate: np.ndarray     # int64 (grids,), sum of leak rates (G units)
-    cpu_sum: np.ndarray      # int64 (grids,), sum of clipped cpu ratios now
-    cpu_slope: np.ndarray    # int64 (grids,), what cpu_sum loses per step
+    # Event kernel only (no rows for the dense kernels): exact integer sums over the grid's nodes
+    # (kernels.event: MEM_SUM, MEM_RATE, CPU_SUM, CPU_SLOPE) and the heads of its two timing
+    # wheels, one slot per step of the episode.
+    sums: np.ndarray         # int64 (grids, 4)
     wheel: np.ndarray        # int64 (grids, 2, max_steps + 1): first node due (cpu, OOM) or NEVER
     # Per agent: (grids, agents_per_grid).
     agent_y: np.ndarray      # int64
@@ -216,8 +214,7 @@ def allocate_state(num_grids: int, params: WorldParams, event: bool = False) -> 
     return WorldState(
         nodes=np.zeros((num_grids, nodes, EVENT_NODE_FIELDS if event else NODE_FIELDS),
                        dtype=np.int64),
-        mem_sum=np.zeros(per_grid, dtype=np.int64), mem_rate=np.zeros(per_grid, dtype=np.int64),
-        cpu_sum=np.zeros(per_grid, dtype=np.int64), cpu_slope=np.zeros(per_grid, dtype=np.int64),
+        sums=np.zeros((per_grid, 4), dtype=np.int64),
         wheel=np.full((per_grid, 2, params.max_steps + 1 if event else 0), NEVER, dtype=np.int64),
         agent_y=np.zeros((num_grids, agents), dtype=np.int64),
         agent_x=np.zeros((num_grids, agents), dtype=np.int64),
@@ -243,13 +240,14 @@ def state_bytes_per_grid(params: WorldParams, event: bool = False) -> int:
 
 def node_ratios(state: WorldState, params: WorldParams, grid: int):
     """The cpu, mem and prio channels of every node of `grid` now, as float64 (H*W,) arrays."""
-    record = state.nodes[grid]
+    record = state.nodes[grid].T  # fields first
     t = state.step[grid]
-    cpu = cpu_at(record[:, CPU_BASE], record[:, SPIKE], record[:, FADE], t - record[:, SPIKE_T])
-    g_now = entropy_integral(params, t)
-    mem = np.minimum(ONE, mem_at(record[:, MEM], record[:, LEAK], g_now,
-                                 entropy_integral(params, record[:, MEM_T])))
-    return ratio_float(cpu), ratio_float(mem), record[:, PRIO] * PRIO_UNIT
+    cpu = cpu_at(record[fixed.CPU_BASE], record[fixed.SPIKE], record[fixed.FADE],
+                 t - record[fixed.SPIKE_T])
+    table = params.entropy_integral
+    mem = np.minimum(ONE, mem_at(record[fixed.MEM], record[fixed.LEAK], entropy_integral(table, t),
+                                 entropy_integral(table, record[fixed.MEM_T])))
+    return ratio_float(cpu), ratio_float(mem), record[fixed.PRIO] * PRIO_UNIT
 
 
 def grid_seeds(seed: int, first_grid: int, num_grids: int) -> np.ndarray:

@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 
 from kernels import dense, event, reference
-from kernels.world import OBS_SIZE, allocate_state, grid_seeds, make_params
+from kernels.fixed import (
+    CAP, CAP_ONE, CPU_BASE, FADE, LEAK, LEAK_ONE, MEM, MEM_T, ONE, PRIO, PRIO_ONE, SPIKE, SPIKE_T,
+)
+from kernels.world import OBS_SIZE, allocate_state, grid_seeds, make_params, node_ratios
 from puffer_cluster.config import env_defaults
 
 # The three implementations of the world, for `pytest.mark.parametrize("backend", BACKENDS)`.
@@ -64,8 +67,41 @@ def obs_index(dy, dx, channel):
     return ((dy + 1) * 3 + (dx + 1)) * 3 + channel
 
 
+def node_loads(state, params, grid):
+    """Every node of `grid` now as v1 stored it: absolute loads (ratio * cap), float64 arrays."""
+    cpu, mem, prio = node_ratios(state, params, grid)
+    record = state.nodes[grid]
+    cap = record[:, CAP] / CAP_ONE
+    t = state.step[grid]
+    spike = (record[:, SPIKE] - np.minimum(record[:, SPIKE], record[:, FADE] * (t - record[:, SPIKE_T]))) / ONE
+    return dict(cpu=record[:, CPU_BASE] / ONE * cap, mem=mem * cap, spike=spike * cap, cap=cap,
+                prio=prio, leak=record[:, LEAK] / LEAK_ONE * cap, fade=record[:, FADE] / ONE * cap)
+
+
+def set_nodes(state, params, grid, nodes=slice(None), **values):
+    """Give nodes of `grid` absolute values (cpu base, mem, spike, leak, fade loads; cap; prio),
+    keeping the others, as World v2 records at the grid's current step. Event-kernel states are
+    then rebuilt (sums and wheels)."""
+    loads = node_loads(state, params, grid)
+    for name, value in values.items():
+        loads[name][nodes] = value
+    record = state.nodes[grid]
+    cap = loads["cap"]
+    record[:, CAP] = np.round(cap * CAP_ONE).astype(np.int64)
+    record[:, CPU_BASE] = (loads["cpu"] / cap * ONE).astype(np.int64)
+    record[:, MEM] = (loads["mem"] / cap * ONE).astype(np.int64)
+    record[:, SPIKE] = (loads["spike"] / cap * ONE).astype(np.int64)
+    record[:, LEAK] = (loads["leak"] / cap * LEAK_ONE).astype(np.int64)
+    record[:, FADE] = (loads["fade"] / cap * ONE).astype(np.int64)
+    record[:, PRIO] = (loads["prio"] * PRIO_ONE).astype(np.int64)
+    record[:, MEM_T] = record[:, SPIKE_T] = state.step[grid]
+    if state.wheel.size:
+        event.rebuild_grids(state, params)
+
+
 class World:
-    """Grids of one backend (`kernels.reference` or `kernels.fast`) with their own buffers."""
+    """Grids of one backend (`kernels.reference`, `kernels.dense` or `kernels.event`) with their
+    own buffers."""
 
     def __init__(self, backend, params, num_grids=1, seed=0, first_grid=0):
         self.backend, self.params = backend, params
@@ -90,6 +126,25 @@ class World:
     def place(self, y, x, grid=0, agent=0):
         self.state.agent_y[grid, agent] = y
         self.state.agent_x[grid, agent] = x
+
+    def set(self, grid=0, nodes=slice(None), **values):
+        set_nodes(self.state, self.params, grid, nodes, **values)
+
+    def loads(self, name):
+        """(grids, nodes) float64 array of one of `node_loads`' values."""
+        return np.array([node_loads(self.state, self.params, g)[name] for g in range(self.num_grids)])
+
+    @property
+    def mem(self):
+        return self.loads("mem")
+
+    @property
+    def spike(self):
+        return self.loads("spike")
+
+    @property
+    def cap(self):
+        return self.loads("cap")
 
     def snapshot(self):
         """A deep copy of every state array, by field name."""
