@@ -14,7 +14,10 @@ more than 2 entries per node. Every change goes through `kernels.rules`, the den
 own arithmetic, so both give the same bits.
 """
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from kernels.dense import CHUNK, apply_actions
 from kernels.fast import settle_grid
@@ -22,7 +25,7 @@ from kernels.fixed import (
     CPU_BASE, CPU_DUE, CPU_NEXT, CPU_PREV, FADE, LEAK, NEVER, ONE, OOM_DUE, OOM_NEXT, OOM_PREV,
     PRIO, SLOPE, SPIKE, SPIKE_T, clean_waste_nb, entropy_integral_nb, mean_load_nb, oom_cost_nb,
 )
-from kernels.rng import STREAM_SPIKE_COUNT
+from kernels.rng import STREAM_SPIKE_COUNT, STREAM_SPIKE_NODE
 from kernels.rules import (
     cpu_now, draw_spike, land_spike, mem_now, observe_grid, restart_node, start_episode, uniform,
 )
@@ -30,6 +33,51 @@ from kernels.rules import (
 # Rows of state.sums[g], and the two wheels of state.wheel[g].
 MEM_SUM, MEM_RATE, CPU_SUM, CPU_SLOPE = range(4)
 CPU_WHEEL, OOM_WHEEL = 0, 1
+SECOND_LINE = 8  # the field that starts a node record's second 64-byte cache line
+
+
+@intrinsic
+def _prefetch(typingctx, array, row, column):
+    """A hint to the CPU to load array[row, column]'s cache line (LLVM's prefetch)."""
+    def codegen(context, builder, signature, args):
+        array_type = signature.args[0]
+        array_value = context.make_array(array_type)(context, builder, args[0])
+        pointer = cgutils.get_item_pointer(context, builder, array_type, array_value, args[1:])
+        byte_pointer, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        function = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32]),
+            "llvm.prefetch.p0")
+        builder.call(function, [builder.bitcast(pointer, byte_pointer), ir.Constant(i32, 0),
+                                ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+    return types.void(array, row, column), codegen
+
+
+@njit(inline="always")
+def _prefetch_grid(state, params, g):
+    """Start loading what grid g's next step will touch at random (its spikes' records, its
+    wheels' slots, its gardeners' views) while the previous grid steps: a grid's records are
+    far apart in memory, and these loads, not the arithmetic, bound the event kernel."""
+    count = params.height * params.width
+    nodes, wheel = state.nodes[g], state.wheel[g]
+    t = state.step[g] + 1
+    if t <= params.max_steps:
+        _prefetch(wheel, CPU_WHEEL, t)
+        _prefetch(wheel, OOM_WHEEL, t)
+    seed = state.episode_seed[g]
+    for j in range(int(params.spike_rate * count + uniform(seed, t, 0, STREAM_SPIKE_COUNT))):
+        i = min(int(uniform(seed, t, j, STREAM_SPIKE_NODE) * count), count - 1)
+        _prefetch(nodes, i, 0)
+        _prefetch(nodes, i, SECOND_LINE)
+    for a in range(params.agents_per_grid):
+        for dy in range(-1, 2):
+            y = state.agent_y[g, a] + dy
+            if 0 <= y < params.height:
+                first = y * params.width + max(0, state.agent_x[g, a] - 1)
+                last = y * params.width + min(params.width - 1, state.agent_x[g, a] + 1)
+                for i in range(first, last + 1):
+                    _prefetch(nodes, i, 0)
+                    _prefetch(nodes, i, SECOND_LINE)
 
 
 @njit(inline="always")
@@ -260,16 +308,19 @@ def rebuild_grids(state, params):
         _rebuild_grid(state, params, g)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _reset_range(state, params, first, last, observations):
     for g in range(first, last):
         _reset_grid(state, params, g, observations)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _step_range(state, params, first, last, actions, observations, rewards, terminals,
                 truncations, auto_reset):
+    _prefetch_grid(state, params, first)
     for g in range(first, last):
+        if g + 1 < last:
+            _prefetch_grid(state, params, g + 1)
         _step_grid(state, params, g, actions, observations, rewards, terminals, truncations,
                    auto_reset)
 
