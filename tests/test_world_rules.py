@@ -212,7 +212,6 @@ def test_inefficient_cleaning_penalty_formula(backend):
     flat(world, mem=0.75)
     y, x = 0, 1  # top edge: the window has 6 nodes inside the grid
     world.place(y, x)
-    s = world.state
     mems = {(0, 0): 0.125, (0, 1): 0.25, (0, 2): 0.875, (1, 0): 0.5, (1, 1): 0.375, (1, 2): 0.5}
     for (ny, nx), m in mems.items():
         world.set(0, node(params, ny, nx), mem=m)
@@ -433,7 +432,6 @@ def test_memory_leak_accelerates_with_time(backend):
     params = quiet_params(leak_min=0.0005, leak_max=0.004, red_queen_horizon=horizon,
                           mem_init_min=0.05, mem_init_max=0.1)
     world = World(backend, params, seed=31)
-    s = world.state
     leak = world.loads("leak")[0]
     assert leak.min() >= 0.0005 and leak.max() <= 0.004 and leak.max() > leak.min()
     history = [world.mem[0]]
