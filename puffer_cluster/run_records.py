@@ -17,12 +17,13 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from puffer_cluster.traces.ops import format_cpu, format_memory
 
 STEPS_FILE = "step.jsonl"
 SUMMARY_FILE = "summary.json"
@@ -90,7 +91,6 @@ class RunRecorder:
 def trace_record(file: str | os.PathLike[str] | None, cpu_millicores: int, memory_bytes: int,
                  replicas: int) -> dict[str, Any]:
     """A step's trace_in / trace_out: the file (None offline) and what the Deployment asks."""
-    from puffer_cluster.traces.ops import format_cpu, format_memory
     return {"file": file, "cpu": format_cpu(int(cpu_millicores)),
             "memory": format_memory(int(memory_bytes)), "replicas": int(replicas)}
 
@@ -100,56 +100,6 @@ def observation_record(ready: int, pending: int, total: int, short, vector) -> d
     the first pending pod, and the env's observation vector."""
     return {"ready": int(ready), "pending": int(pending), "total": int(total),
             "short": [int(n) for n in short], "vector": [round(float(v), 6) for v in vector]}
-
-
-def record_simarena_episodes(spec: str, episodes: int, seed: int, config: dict,
-                             root: str | os.PathLike[str]) -> Path:
-    """Play `episodes` offline SimArena episodes of a policy (episode e on scenario e mod the
-    number of scenarios, as the eval table) and record them in a new run directory."""
-    from puffer_cluster.kernels.simarena import ACTION_NAMES
-    from puffer_cluster.registry import policy_factory
-    from puffer_cluster.simarena import SimArenaGymEnv
-    env = SimArenaGymEnv(simarena=config.get("simarena"), replay=config.get("replay"))
-    policy = policy_factory(spec, config, seed, env_name="simarena")(1, env.params)
-    name = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(spec).stem)
-    run_dir = new_run_dir(root, f"eval-{name}")
-    recorder = RunRecorder(run_dir, {"command": "eval", "policy": spec, "episodes": episodes,
-                                     "seed": seed, "reward": env.settings.reward,
-                                     "simarena": asdict(env.settings)})
-    state = env.state
-
-    def now(observation):
-        return (trace_record(None, state.cpu[0], state.mem[0], state.replicas[0]),
-                observation_record(state.ready[0], state.pending[0], state.replicas[0],
-                                   state.blocked[0], observation))
-
-    status = "done"
-    try:
-        for episode in range(episodes):
-            observation, info = env.reset(seed=seed if episode == 0 else None,
-                                          options={"scenario": episode % len(env.scenarios)})
-            for t in range(1, env.settings.max_steps + 1):
-                trace_in, observed = now(observation)
-                action = int(policy(observation[None], np.array([t == 1]))[0])
-                started = time.perf_counter()
-                observation, reward, terminated, truncated, info = env.step(action)
-                elapsed = time.perf_counter() - started
-                trace_out, next_observed = now(observation)
-                recorder.step({
-                    "episode": episode, "step": t, "scenario": info["scenario"],
-                    "trace_in": trace_in, "trace_out": trace_out,
-                    "action": action, "action_name": ACTION_NAMES[action],
-                    "observation": observed, "next_observation": next_observed,
-                    "reward": float(reward), "terminated": bool(terminated),
-                    "truncated": bool(truncated), "timings": {"step_s": round(elapsed, 6)}})
-                if terminated or truncated:
-                    break
-    except BaseException as error:
-        status = "interrupted" if isinstance(error, KeyboardInterrupt) else f"error: {error}"
-        raise
-    finally:
-        recorder.close(status)
-    return run_dir
 
 
 def _utc(seconds: float) -> str:

@@ -9,6 +9,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from puffer_cluster.trainers import make_policy_model
+
 PARTIAL_SUFFIX = ".partial"
 
 
@@ -86,7 +88,6 @@ def _check_policy(payload: dict, path: Path) -> None:
 def load_policy_model(path: str | Path, obs_size: int, num_actions: int, env_name: str):
     """The network of a checkpoint, in eval mode, refused when it does not fit an env of
     `obs_size` observations and `num_actions` actions."""
-    from puffer_cluster.trainers import make_policy_model
     checkpoint = load_checkpoint(path, require_policy=True)
     trained_on = checkpoint["config"].get("base", {}).get("env_name", "?")
     try:  # the trainer's network: PPO's actor-critic, DQN's Q-network, the tabular agent's table

@@ -39,7 +39,7 @@ def run(args, overrides: list[str]) -> int:
             json.dump({"policies": rows, "episodes": args.episodes, "seed": args.seed,
                        "config": config}, f, indent=2)
     if args.records:
-        from puffer_cluster.run_records import record_simarena_episodes
+        from puffer_cluster.record import record_simarena_episodes
         for spec in args.policies:
             try:
                 run_dir = record_simarena_episodes(spec, args.episodes, args.seed, config, args.records)
