@@ -35,11 +35,17 @@ def world_kernel(name: str | None):
     return KERNELS[name]
 
 
-def _checked_int(name: str, value, minimum: int) -> int:
-    """A whole number >= minimum (ints, or floats with an integral value; not bools or strings)."""
+def _checked_int(name: str, value, minimum: int | None = None) -> int:
+    """A whole number (>= minimum when given): ints, or floats with an integral value; not bools
+    or strings."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or value != value or int(value) != value or value < minimum:
-        raise ConfigError(f"{name} = {value!r} must be a whole number >= {minimum}")
+            or (isinstance(value, (float, np.floating)) and not np.isfinite(value)) \
+            or int(value) != value \
+            or (minimum is not None and value < minimum):
+        bound = "" if minimum is None else f" >= {minimum}"
+        raise ConfigError(f"{name} = {value!r} must be a whole number{bound}")
+    if abs(int(value)) > 2**62:
+        raise ConfigError(f"{name} = {value!r} is out of range")
     return int(value)
 
 
@@ -52,7 +58,7 @@ def world_params(overrides: dict) -> WorldParams:
     for key, value in overrides.items():
         default = defaults[key]
         if isinstance(default, int) and not isinstance(default, bool):
-            _checked_int(key, value, -2**62)
+            _checked_int(key, value)
         elif isinstance(default, float) and (isinstance(value, (bool, np.bool_, str))
                                              or not isinstance(value, (int, float, np.number))):
             raise ConfigError(f"{key} = {value!r} must be a number")

@@ -183,6 +183,7 @@ def test_vector_env_refuses_action_arrays_of_another_shape(shape):
     (dict(height=16.5), "height"), (dict(height="16"), "height"), (dict(seed=1.5), "seed"),
     (dict(log_interval=0), "log_interval"), (dict(num_envs=2.5), "num_envs"),
     (dict(spike_rate="0.1"), "spike_rate"), (dict(kernel="fast"), "kernel"),
+    (dict(height=float("inf")), "height"), (dict(height=2**100), "height = .* is out of range"),
 ])
 def test_vector_env_refuses_bad_sizes_seeds_and_intervals(kwargs, name):
     with pytest.raises(ConfigError, match=name):
