@@ -89,9 +89,12 @@ def kernel_step(kernel, bench: EnvBench, env, ring):
                             True)
 
 
-def row(backend: str, env, envs: int, threads: int, result: dict, note: str) -> dict:
+def row(bench: EnvBench, backend: str, env, envs: int, threads: int, result: dict,
+        what: str) -> dict:
+    """A row of `bench`'s env (`env` gives its sizes and the start of the note)."""
     nodes = env.params.nodes
-    return throughput_row(backend, nodes, envs, str(threads), None, result, note,
+    return throughput_row(f"{bench.name} {backend}", nodes, envs, str(threads), None, result,
+                          f"{bench.describe(env)}; {what}",
                           sizes=f"{nodes:>3} nodes {envs:>6} envs")
 
 
@@ -106,16 +109,15 @@ def env_rows(name: str, quick: bool = False) -> list[dict]:
         env = bench.make_env(envs)
         env.reset()
         ring = action_ring(name, envs)
-        note = bench.describe(env)
-        rows.append(row(f"{name} numba serial", env, envs, 1,
-                        timed(kernel_step(bench.serial_kernel, bench, env, ring), envs, seconds),
-                        note + "; kernel call only, one core"))
+        result = timed(kernel_step(bench.serial_kernel, bench, env, ring), envs, seconds)
+        rows.append(row(bench, "numba serial", env, envs, 1, result,
+                        "kernel call only, one core"))
         serial = "" if env.parallel else ", serial kernel"
-        env_note = f"{note}; {type(env).__name__}.step{serial}"
         for threads in sorted({1, threads_all}):
             numba.set_num_threads(threads)
             result = timed(lambda i: env.step(ring[i % ACTION_RING_SIZE]), envs, seconds)
-            rows.append(row(f"{name} native env", env, envs, threads, result, env_note))
+            rows.append(row(bench, "native env", env, envs, threads, result,
+                            f"{type(env).__name__}.step{serial}"))
         numba.set_num_threads(threads_all)
 
     env = bench.make_env(bench.reference_envs)
@@ -123,8 +125,8 @@ def env_rows(name: str, quick: bool = False) -> list[dict]:
     ring = action_ring(name, bench.reference_envs)
     result = timed(kernel_step(bench.reference_kernel, bench, env, ring), bench.reference_envs,
                    seconds)
-    rows.append(row(f"{name} numpy reference", env, bench.reference_envs, 1, result,
-                    note + "; the reference the kernel is tested against"))
+    rows.append(row(bench, "numpy reference", env, bench.reference_envs, 1, result,
+                    "the reference the kernel is tested against"))
 
     gym = get_env_spec(name).gym_env()
     gym.reset(seed=SEED)
@@ -135,8 +137,8 @@ def env_rows(name: str, quick: bool = False) -> list[dict]:
         if terminated or truncated:
             gym.reset()
 
-    rows.append(row(f"{name} gymnasium loop", env, 1, 1, timed(gym_step, 1, seconds),
-                    f"{note}; {type(gym).__name__}.step + reset, Python loop"))
+    rows.append(row(bench, "gymnasium loop", env, 1, 1, timed(gym_step, 1, seconds),
+                    f"{type(gym).__name__}.step + reset, Python loop"))
     return rows
 
 
@@ -147,10 +149,10 @@ def env_section(name: str, quick: bool) -> Section:
 
 
 def compact_table(rows: list[dict]) -> str:
-    lines = ["| backend | nodes | envs | threads | agent-steps/s | note |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {r['backend']} | {r['grid']} | {r['grids']:,} | {r['threads']} | "
-              f"{r['agent_steps_per_s']:,.0f} | {r['note']} |" for r in rows]
+    """The rows in ENV_COLUMNS as an unpadded markdown table (the standalone run's)."""
+    lines = ["| " + " | ".join(header for header, _ in ENV_COLUMNS) + " |",
+             "|" + "---|" * len(ENV_COLUMNS)]
+    lines += ["| " + " | ".join(cell(row) for _, cell in ENV_COLUMNS) + " |" for row in rows]
     return "\n".join(lines)
 
 

@@ -67,28 +67,24 @@ def spread_text(window_speeds: list[float]) -> str:
     return f"{100 * (1 - min(window_speeds) / max(window_speeds)):.0f}%"
 
 
+BACKEND = ("backend", lambda row: row["backend"])
+THREADS = ("threads", lambda row: row["threads"])
+SPEED = ("agent-steps/s", lambda row: optional_number(",.0f", row["agent_steps_per_s"]))
+NOTE = ("note", lambda row: row["note"])
 THROUGHPUT_COLUMNS = (
-    ("backend", lambda row: row["backend"]),
+    BACKEND,
     ("grid", lambda row: f"{row['grid']}x{row['grid']}"),
     ("grids", lambda row: f"{row['grids']:,}"),
-    ("threads", lambda row: row["threads"]),
-    ("agent-steps/s", lambda row: optional_number(",.0f", row["agent_steps_per_s"])),
+    THREADS, SPEED,
     ("vs numba", lambda row: ratio_text(row["vs_numba"])),
     ("compared with", lambda row: row["compared_with"]),
     ("timed steps", lambda row: optional_number(",", row["steps"])),
     ("spread", lambda row: spread_text(row["window_speeds"])),
-    ("note", lambda row: row["note"]),
+    NOTE,
 )
-
 # The envs other than the gardener: `grid` is a cluster's node count, `grids` the envs stepped.
-ENV_COLUMNS = (
-    ("backend", lambda row: row["backend"]),
-    ("nodes", lambda row: f"{row['grid']}"),
-    ("envs", lambda row: f"{row['grids']:,}"),
-    ("threads", lambda row: row["threads"]),
-    ("agent-steps/s", lambda row: optional_number(",.0f", row["agent_steps_per_s"])),
-    ("note", lambda row: row["note"]),
-)
+ENV_COLUMNS = (BACKEND, ("nodes", lambda row: f"{row['grid']}"),
+               ("envs", lambda row: f"{row['grids']:,}"), THREADS, SPEED, NOTE)
 
 
 def markdown(section: Section) -> str:
