@@ -20,7 +20,7 @@ import numba
 
 from bench.report import ENV_COLUMNS, Section, throughput_row
 from bench.timing import ACTION_RING_SIZE, SEED, action_ring, timed, write_json
-from kernels import cluster_ops, cluster_ops_reference, simarena
+from puffer_cluster.kernels import cluster_ops, cluster_ops_reference, simarena
 from puffer_cluster.cluster_ops import ClusterOpsEnv
 from puffer_cluster.registry import get_env_spec
 from puffer_cluster.simarena import SimArenaEnv, load_scenarios, simarena_settings

@@ -9,8 +9,8 @@ import numpy as np
 
 from bench.report import NUMBA, THROUGHPUT_COLUMNS, Section, throughput_row
 from bench.timing import ACTION_RING_SIZE, SEED, action_ring, timed
-from kernels import event, reference
-from kernels.world import OBS_SIZE, allocate_state, grid_seeds, state_bytes_per_grid
+from puffer_cluster.kernels import event, reference
+from puffer_cluster.kernels.world import OBS_SIZE, allocate_state, grid_seeds, state_bytes_per_grid
 from puffer_cluster.env import GardenerGymEnv, world_params
 
 GRID_SIZES = (8, 16, 32, 64, 128)

@@ -10,7 +10,7 @@ import numpy as np
 from bench.gardener_kernels import BATCHES, GRID_SIZES, MEMORY_CAP_BYTES, square_params
 from bench.report import Section
 from bench.timing import SEED, action_ring, run_child
-from kernels.world import state_bytes_per_grid
+from puffer_cluster.kernels.world import state_bytes_per_grid
 from puffer_cluster.env import GardenerEnv
 
 PEAK_RSS_GRIDS = 65536

@@ -17,7 +17,7 @@ from pathlib import Path
 from bench.training_sps import (
     TrainPlan, iteration_speeds, set_threads, training_config, training_done,
 )
-from kernels.world import OBS_SIZE
+from puffer_cluster.kernels.world import OBS_SIZE
 
 
 def pufferl_child(spec_text: str) -> None:
@@ -31,7 +31,7 @@ def pufferl_child(spec_text: str) -> None:
         print(json.dumps(result), file=out, flush=True)
 
     from puffer_cluster.config import ConfigError
-    from trainers.pufferl import (
+    from puffer_cluster.trainers.pufferl import (
         PuffeRLPolicy, PuffeRLSettings, import_pufferl, make_puffer_vecenv, new_puffer_rl,
         puffer_train_config, pufferl_run_config,
     )
@@ -47,7 +47,7 @@ def pufferl_child(spec_text: str) -> None:
         return reply(skipped="no compiled kernel torch.ops.pufferlib.compute_puff_advantage: "
                              f"{error}")
     from puffer_cluster.config import settings_from
-    from trainers.models import make_policy
+    from puffer_cluster.trainers.models import make_policy
 
     # The config `train --train.trainer pufferl` runs: the same network and observation as ours.
     config = pufferl_run_config(training_config(spec["grids"], spec["threads"], "none",

@@ -29,7 +29,7 @@ from bench.timing import (
     machine_description, write_json,
 )
 from bench.training_sps import training_section
-from kernels.policies import random_actions
+from puffer_cluster.kernels.policies import random_actions
 
 
 def machine_header(plan: Plan, started: datetime.datetime, load_at_start: tuple) -> dict:

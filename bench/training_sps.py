@@ -78,8 +78,8 @@ def set_threads(threads: int) -> None:
 def measure_ours(grids: int, threads: int, teacher: str, plan: TrainPlan) -> dict:
     """`trainers.ppo.train`, timed by its `should_stop` callback (called after each iteration)."""
     from puffer_cluster.registry import get_env_spec
-    from trainers import ppo
-    from trainers.models import make_policy
+    from puffer_cluster.trainers import ppo
+    from puffer_cluster.trainers.models import make_policy
     config = training_config(grids, threads, teacher, plan.max_iterations)
     spec = get_env_spec(config["base"]["env_name"])
     set_threads(threads)
