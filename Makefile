@@ -15,7 +15,7 @@ test: setup
 	$(BIN)/python -m pytest
 
 bench: setup
-	$(BIN)/python bench/throughput.py
+	$(BIN)/python -m bench.throughput
 
 eval: setup
 	$(BIN)/puffer-cluster eval random heuristic --episodes 50 --seed 0

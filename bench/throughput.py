@@ -1,27 +1,13 @@
-"""Env-only throughput of the gardener world: agent-steps/s of every way to step it, in one report.
+"""Throughput of every env and trainer of the project, in one report (`bench.throughput_report`).
 
-    python bench/throughput.py [--quick] [--json out.json] [--train]
+    python -m bench.throughput [--quick] [--json out.json] [--train]
 
-Only stepping is timed. Actions come from a small ring of arrays drawn beforehand; a warm-up
-(first-call and JIT costs) precedes each row, which then steps for a fixed wall-clock budget
-split into a few windows.
-Every row is compared with the Numba kernel measured in the same run, and says with which
-configuration. The report is a list of sections, so that more (training) can follow.
+`python bench/throughput.py ...` runs it too.
 """
-from __future__ import annotations
-
-import argparse
-import datetime
-import importlib.metadata
-import json
-import os
-import platform
-import subprocess
 import sys
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
+<<<<<<< HEAD
 import numba
 import numpy as np
 import pufferlib.vector
@@ -853,7 +839,12 @@ def main(argv: list[str] | None = None) -> None:
                        "sections": [{"title": section.title, "notes": section.notes,
                                      "rows": section.rows} for section in sections]},
                       out, indent=1)
+=======
+if not __package__:  # run as a script: import `bench` from the repo root, not from bench/ itself
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+>>>>>>> s3-n
 
+from bench.throughput_report import main  # noqa: E402
 
 if __name__ == "__main__":
     main()

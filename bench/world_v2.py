@@ -1,6 +1,6 @@
 """World v2 throughput: the event-driven kernel against the dense one, one thread, random actions.
 
-    NUMBA_NUM_THREADS=1 python bench/world_v2.py [--seconds 2] [--json out.json] [--png out.png]
+    NUMBA_NUM_THREADS=1 python -m bench.world_v2 [--seconds 2] [--json out.json] [--png out.png]
 
 Rows: grid size x grids x gardeners per grid, for `kernels.dense` and `kernels.event`, after a
 warm-up, best of 3 windows of CPU time (the machine is shared: process time, not wall time).
@@ -11,18 +11,17 @@ kernel's queue (2 * (max_steps + 1) wheel slots and 7 fields per node, its bound
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import numpy as np
 
+from bench.timing import ACTION_RING_SIZE, action_ring, timed, write_json
 from puffer_cluster.kernels import dense, event
 from puffer_cluster.kernels.world import OBS_SIZE, STAT_LENGTH, STAT_OOM, allocate_state, grid_seeds, state_bytes_per_grid
 from puffer_cluster.env import world_params
 
 ROWS = ((16, 4096, 1), (64, 256, 1), (128, 64, 1), (256, 16, 1),
         (16, 4096, 4), (64, 256, 4), (128, 64, 4), (256, 16, 4))
-RING = 16
 
 
 def measure(kernel, size: int, grids: int, agents: int, seconds: float) -> dict:
@@ -32,23 +31,18 @@ def measure(kernel, size: int, grids: int, agents: int, seconds: float) -> dict:
     n = grids * agents
     obs, rewards = np.zeros((n, OBS_SIZE), np.float32), np.zeros(n, np.float32)
     terminals, truncations = np.zeros(n, bool), np.zeros(n, bool)
-    rng = np.random.default_rng(0)
-    ring = [rng.integers(0, 8, n).astype(np.int32) for _ in range(RING)]
+    ring = action_ring("gardener", n)
     kernel.reset_grids(state, params, obs)
-    for k in range(3):
-        kernel.step(state, params, ring[k], obs, rewards, terminals, truncations, True)
-    windows = []
-    for _ in range(3):
-        start, steps = time.process_time(), 0
-        while time.process_time() - start < seconds / 3 or steps < 2:
-            kernel.step(state, params, ring[steps % RING], obs, rewards, terminals, truncations,
-                        True)
-            steps += 1
-        windows.append(grids * steps / (time.process_time() - start))
+
+    def step_once(i):
+        kernel.step(state, params, ring[i % ACTION_RING_SIZE], obs, rewards, terminals,
+                    truncations, True)
+
+    result = timed(step_once, grids, seconds, warmup_steps=3, clock=time.process_time)
     finished = state.finished_sum
     oom_per_step = finished[:, STAT_OOM].sum() / max(1.0, finished[:, STAT_LENGTH].sum())
     events = params.spike_rate * size * size + oom_per_step
-    best = max(windows)
+    best, windows = result["agent_steps_per_s"], result["window_speeds"]
     return dict(kernel=kernel.__name__.split(".")[-1], grid=size, grids=grids, agents=agents,
                 nodes=size * size, agent_steps_per_s=best * agents, grid_steps_per_s=best,
                 spread=1 - min(windows) / best, events_per_step=events,
@@ -93,8 +87,7 @@ def main() -> None:
                   f"{row['events_per_step']:.1f} | {row['ns_per_event']:,.0f} | "
                   f"{row['state_bytes_per_grid']:,} |", flush=True)
     if args.json:
-        with open(args.json, "w") as out:
-            json.dump(rows, out, indent=1)
+        write_json(args.json, rows)
     if args.png:
         plot(rows, args.png)
 
