@@ -189,10 +189,24 @@ def _pod_request(first, rest, floor, over):
 
 
 @register_jitable(inline="always")
+def _bump(value, step, ceiling):
+    """(value, refused): a bump past its ceiling is refused."""
+    if value + step > ceiling:
+        return value, 1
+    return value + step, 0
+
+
+@register_jitable(inline="always")
+def _reduce(value, step, floor):
+    """(value, idle): a reduce stops at its floor, and does nothing at or below it."""
+    if value > floor:
+        return max(floor, value - step), 0
+    return value, 1
+
+
+@register_jitable(inline="always")
 def _apply_edit(params, action, cpu, mem, replicas):
-    """(cpu, mem, replicas, edit, refused, idle, invalid) after `action`, as the trace ops do:
-    a bump past its ceiling is refused, a reduce stops at its floor (and does nothing at or
-    below it)."""
+    """(cpu, mem, replicas, edit, refused, idle, invalid) after `action`, as the trace ops do."""
     edit = 0
     refused = 0
     idle = 0
@@ -202,35 +216,17 @@ def _apply_edit(params, action, cpu, mem, replicas):
     elif action != NOOP:
         edit = 1
         if action == BUMP_CPU:
-            if cpu + params.cpu_step > params.max_cpu:
-                refused = 1
-            else:
-                cpu = cpu + params.cpu_step
+            cpu, refused = _bump(cpu, params.cpu_step, params.max_cpu)
         elif action == BUMP_MEM:
-            if mem + params.mem_step > params.max_mem:
-                refused = 1
-            else:
-                mem = mem + params.mem_step
+            mem, refused = _bump(mem, params.mem_step, params.max_mem)
         elif action == SCALE_UP:
-            if replicas + params.replica_step > params.max_replicas:
-                refused = 1
-            else:
-                replicas = replicas + params.replica_step
+            replicas, refused = _bump(replicas, params.replica_step, params.max_replicas)
         elif action == REDUCE_CPU:
-            if cpu > params.min_cpu:
-                cpu = max(params.min_cpu, cpu - params.cpu_step)
-            else:
-                idle = 1
+            cpu, idle = _reduce(cpu, params.cpu_step, params.min_cpu)
         elif action == REDUCE_MEM:
-            if mem > params.min_mem:
-                mem = max(params.min_mem, mem - params.mem_step)
-            else:
-                idle = 1
+            mem, idle = _reduce(mem, params.mem_step, params.min_mem)
         else:  # SCALE_DOWN
-            if replicas > params.min_replicas:
-                replicas = max(params.min_replicas, replicas - params.replica_step)
-            else:
-                idle = 1
+            replicas, idle = _reduce(replicas, params.replica_step, params.min_replicas)
     if refused:
         idle = 1
     return cpu, mem, replicas, edit, refused, idle, invalid
@@ -487,40 +483,30 @@ def _step_env(params, state, scenarios, e, actions, observations, rewards, termi
     _write_observation(params, state, scenarios, e, observations, pod_cpu, pod_mem)
 
 
-def reset_reference(params, state, scenarios, observations):
-    """Start an episode on every env and observe it."""
-    for e in range(state.step.shape[0]):
-        _reset_env(params, state, scenarios, e, observations)
+def _every_env(loop):
+    """(reset, step) of every env with `loop`: range (run in Python: the reference) or prange
+    (threads over chunks of envs). Numba's on-disk cache is keyed by the function and its
+    closure, so builds of the two keep apart by their `loop`."""
+    def reset(params, state, scenarios, observations):
+        """Start an episode on every env and observe it."""
+        for e in loop(state.step.shape[0]):
+            _reset_env(params, state, scenarios, e, observations)
+
+    def step(params, state, scenarios, actions, observations, rewards, terminals, truncations,
+             auto_reset):
+        """One step of every env (see the module docstring); finished episodes restart when
+        `auto_reset`, and the observation is then the new episode's first."""
+        for e in loop(state.step.shape[0]):
+            _step_env(params, state, scenarios, e, actions, observations, rewards, terminals,
+                      truncations, auto_reset)
+
+    return reset, step
 
 
-def step_reference(params, state, scenarios, actions, observations, rewards, terminals,
-                   truncations, auto_reset):
-    """One step of every env (see the module docstring); finished episodes restart when
-    `auto_reset`, and the observation is then the new episode's first."""
-    for e in range(state.step.shape[0]):
-        _step_env(params, state, scenarios, e, actions, observations, rewards, terminals,
-                  truncations, auto_reset)
-
-
-def _reset_envs_parallel(params, state, scenarios, observations):
-    for e in prange(state.step.shape[0]):
-        _reset_env(params, state, scenarios, e, observations)
-
-
-def _step_envs_parallel(params, state, scenarios, actions, observations, rewards, terminals,
-                        truncations, auto_reset):
-    for e in prange(state.step.shape[0]):
-        _step_env(params, state, scenarios, e, actions, observations, rewards, terminals,
-                  truncations, auto_reset)
-
-
-# The kernels. Many envs: threads over chunks of envs. One env (the Gymnasium env): the
-# reference's loops compiled, no thread start-up. Separate Python functions, not one compiled
-# twice: Numba's on-disk cache is keyed by the function, so a parallel and a serial build of
-# one function would load each other's code.
-reset_envs = njit(parallel=True, nogil=True, cache=True)(_reset_envs_parallel)
-step_envs = njit(parallel=True, nogil=True, cache=True)(_step_envs_parallel)
-reset_envs_serial = njit(nogil=True, cache=True)(reset_reference)
-step_envs_serial = njit(nogil=True, cache=True)(step_reference)
+reset_reference, step_reference = _every_env(range)
+# The kernels. Many envs: threads. One env (the Gymnasium env): the reference compiled.
+reset_envs, step_envs = (njit(parallel=True, nogil=True, cache=True)(f) for f in _every_env(prange))
+reset_envs_serial, step_envs_serial = (njit(nogil=True, cache=True)(f)
+                                       for f in (reset_reference, step_reference))
 # Start env `e` on scenario `s` (whatever the sampling) and observe it.
 start_scenario_nb = njit(nogil=True, cache=True)(_start_scenario)
