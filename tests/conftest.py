@@ -163,6 +163,14 @@ def random_actions(rng, count, low=0, high=8):
     return rng.integers(low, high, size=count).astype(np.int32)
 
 
+@pytest.fixture
+def tiny_ini(tmp_path, request):
+    """The test module's TINY_INI (a run of a few seconds) as a config file."""
+    path = tmp_path / "tiny.ini"
+    path.write_text(request.module.TINY_INI)
+    return path
+
+
 # ---------------------------------------------------------------- Kubernetes tests' sandbox
 # (`pytestmark = pytest.mark.usefixtures(...)` in the modules that need them)
 
