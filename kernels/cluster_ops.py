@@ -637,33 +637,22 @@ def _step_env_nb(params, state, e, actions, observations, rewards, terminals, tr
             _reset_env_nb(params, state, e, observations)
 
 
-def _reset_envs_parallel(params, state, observations):
-    for e in prange(state.step.shape[0]):
-        _reset_env_nb(params, state, e, observations)
+def _every_env(loop):
+    """(reset_envs, step_envs) over every env with `loop`: prange (threads over chunks of envs)
+    or range (one env, the Gymnasium env: no thread start-up). Numba's on-disk cache is keyed
+    by the function and its closure, so the two builds keep apart by their `loop`."""
+    def reset_envs(params, state, observations):
+        for e in loop(state.step.shape[0]):
+            _reset_env_nb(params, state, e, observations)
+
+    def step_envs(params, state, actions, observations, rewards, terminals, truncations,
+                  auto_reset):
+        for e in loop(state.step.shape[0]):
+            _step_env_nb(params, state, e, actions, observations, rewards, terminals, truncations,
+                         auto_reset)
+
+    return reset_envs, step_envs
 
 
-def _step_envs_parallel(params, state, actions, observations, rewards, terminals, truncations,
-                        auto_reset):
-    for e in prange(state.step.shape[0]):
-        _step_env_nb(params, state, e, actions, observations, rewards, terminals, truncations,
-                     auto_reset)
-
-
-def _reset_envs_serial(params, state, observations):
-    for e in range(state.step.shape[0]):
-        _reset_env_nb(params, state, e, observations)
-
-
-def _step_envs_serial(params, state, actions, observations, rewards, terminals, truncations,
-                      auto_reset):
-    for e in range(state.step.shape[0]):
-        _step_env_nb(params, state, e, actions, observations, rewards, terminals, truncations,
-                     auto_reset)
-
-
-# Separate Python functions for the parallel and serial builds: Numba's on-disk cache is keyed by
-# the function, so two builds of one function would load each other's code.
-reset_envs = njit(parallel=True, nogil=True, cache=True)(_reset_envs_parallel)
-step_envs = njit(parallel=True, nogil=True, cache=True)(_step_envs_parallel)
-reset_envs_serial = njit(nogil=True, cache=True)(_reset_envs_serial)
-step_envs_serial = njit(nogil=True, cache=True)(_step_envs_serial)
+reset_envs, step_envs = (njit(parallel=True, nogil=True, cache=True)(f) for f in _every_env(prange))
+reset_envs_serial, step_envs_serial = (njit(nogil=True, cache=True)(f) for f in _every_env(range))

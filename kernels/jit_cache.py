@@ -19,11 +19,16 @@ def is_cold(dispatcher) -> bool:
     on-disk cache (plain functions, `cache=False` kernels): nothing reliable to say."""
     if getattr(dispatcher, "overloads", None):
         return False
-    cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
+    cache = getattr(dispatcher, "_cache", None)
+    cache_file = getattr(cache, "_cache_file", None)
     if cache_file is None:
         return False
     try:
-        return not cache_file._load_index()  # {} when missing, of another Numba, or stale
+        # One index serves every build of one source (closures of a factory: the parallel and
+        # serial kernels); this build's entries are those with its code and closure hashes.
+        _, magic, hashes = cache._index_key(None, dispatcher.targetctx.codegen())
+        index = cache_file._load_index()  # {} when missing, of another Numba, or stale
+        return not any(key[1:] == (magic, hashes) for key in index)
     except Exception:  # a damaged index: Numba recompiles, but say nothing rather than guess
         return False
 

@@ -16,11 +16,11 @@ pod that fits nowhere stays pending, and so do the identical pods after it; for 
 counts the nodes short of CPU, of memory and of pod slots, as kube-scheduler's FailedScheduling
 message does ("0/4 nodes are available: 4 Insufficient cpu").
 
-Two backends compute the same bits: `place_reference` / `reset_reference` / `step_reference`
-(NumPy placement, vectorised over nodes as in `puffer_cluster.replay`, and a Python loop over
-envs) and the Numba kernel (`reset_envs`, `step_envs`, with `_serial` variants for one env).
-The scalar rules (edits, rewards, the observation) are written once below and compiled by Numba
-for the fast path, as `kernels.rng` does.
+The rules and the step are written once, as `kernels.rng` does, and run two ways that compute
+the same bits: `reset_reference` / `step_reference` run them in Python with the NumPy placement
+(`place_reference`, vectorised over nodes as in `puffer_cluster.replay`); the Numba kernel
+(`reset_envs`, `step_envs`, and the `_serial` variants for one env, which are the reference's
+loops compiled) runs them compiled, with `place_nb`.
 
 Rewards (sim-arena's `observe/reward.py`; success = ready == target == total, none pending):
     base        1 on success, else 0
@@ -36,6 +36,7 @@ from typing import NamedTuple
 
 import numpy as np
 from numba import njit, prange
+from numba.extending import overload, register_jitable
 
 import puffer_cluster.kernels.fast  # noqa: F401  (selects Numba's fork-safe threading layer before any prange)
 from puffer_cluster.kernels.rng import counter_hash, counter_hash_nb
@@ -177,17 +178,35 @@ def allocate_state(num_envs: int, nodes: int) -> SimArenaState:
     )
 
 
-# ---------------------------------------------------------------- scalar rules (written once)
+# ---------------------------------------------------------------- the rules (written once)
+# Plain Python for the reference; `register_jitable` also compiles each into the kernels that
+# call it. Only the placement and the scenario draw have two bodies (NumPy, Numba: below).
 
 
+@register_jitable(inline="always")
 def _pod_request(first, rest, floor, over):
     return max(first + rest, floor) + over
 
 
+@register_jitable(inline="always")
+def _bump(value, step, ceiling):
+    """(value, refused): a bump past its ceiling is refused."""
+    if value + step > ceiling:
+        return value, 1
+    return value + step, 0
+
+
+@register_jitable(inline="always")
+def _reduce(value, step, floor):
+    """(value, idle): a reduce stops at its floor, and does nothing at or below it."""
+    if value > floor:
+        return max(floor, value - step), 0
+    return value, 1
+
+
+@register_jitable(inline="always")
 def _apply_edit(params, action, cpu, mem, replicas):
-    """(cpu, mem, replicas, edit, refused, idle, invalid) after `action`, as the trace ops do:
-    a bump past its ceiling is refused, a reduce stops at its floor (and does nothing at or
-    below it)."""
+    """(cpu, mem, replicas, edit, refused, idle, invalid) after `action`, as the trace ops do."""
     edit = 0
     refused = 0
     idle = 0
@@ -197,40 +216,23 @@ def _apply_edit(params, action, cpu, mem, replicas):
     elif action != NOOP:
         edit = 1
         if action == BUMP_CPU:
-            if cpu + params.cpu_step > params.max_cpu:
-                refused = 1
-            else:
-                cpu = cpu + params.cpu_step
+            cpu, refused = _bump(cpu, params.cpu_step, params.max_cpu)
         elif action == BUMP_MEM:
-            if mem + params.mem_step > params.max_mem:
-                refused = 1
-            else:
-                mem = mem + params.mem_step
+            mem, refused = _bump(mem, params.mem_step, params.max_mem)
         elif action == SCALE_UP:
-            if replicas + params.replica_step > params.max_replicas:
-                refused = 1
-            else:
-                replicas = replicas + params.replica_step
+            replicas, refused = _bump(replicas, params.replica_step, params.max_replicas)
         elif action == REDUCE_CPU:
-            if cpu > params.min_cpu:
-                cpu = max(params.min_cpu, cpu - params.cpu_step)
-            else:
-                idle = 1
+            cpu, idle = _reduce(cpu, params.cpu_step, params.min_cpu)
         elif action == REDUCE_MEM:
-            if mem > params.min_mem:
-                mem = max(params.min_mem, mem - params.mem_step)
-            else:
-                idle = 1
+            mem, idle = _reduce(mem, params.mem_step, params.min_mem)
         else:  # SCALE_DOWN
-            if replicas > params.min_replicas:
-                replicas = max(params.min_replicas, replicas - params.replica_step)
-            else:
-                idle = 1
+            replicas, idle = _reduce(replicas, params.replica_step, params.min_replicas)
     if refused:
         idle = 1
     return cpu, mem, replicas, edit, refused, idle, invalid
 
 
+@register_jitable(inline="always")
 def _reward(params, target, ready, pending, total, cpu, mem, replicas, pod_cpu, pod_mem, edit):
     success = ready == target and total == target and pending == 0
     base = 1.0 if success else 0.0
@@ -260,6 +262,7 @@ def _reward(params, target, ready, pending, total, cpu, mem, replicas, pod_cpu, 
     return shaped - params.cost_edit * edit - params.cost_resource * reserved
 
 
+@register_jitable
 def _write_observation(params, state, scenarios, e, observations, pod_cpu, pod_mem):
     """Row `e` of the observation (see OBS_NAMES), every value clipped to [0, OBS_HIGH]."""
     target = scenarios.target[state.scenario[e]]
@@ -281,19 +284,14 @@ def _write_observation(params, state, scenarios, e, observations, pod_cpu, pod_m
     obs[OBS_IDLE_EDIT] = 1.0 if state.idle_edit[e] else 0.0
 
 
-def _cycle_scenario(state, num_scenarios, e):
-    return (state.slot[e] + np.int64(state.episode[e]) * state.stride[e]) % num_scenarios
-
-
+@register_jitable
 def _scenario_for(params, state, num_scenarios, e):
     if params.sampling == SAMPLE_CYCLE:
-        return int(_cycle_scenario(state, num_scenarios, e))
-    one = np.ones(1, dtype=np.uint64)
-    drawn = counter_hash(state.grid_seed[e] * one, state.episode[e] * one, 0 * one,
-                         STREAM_SCENARIO * one)[0]
-    return int(drawn % np.uint64(num_scenarios))
+        return (state.slot[e] + np.int64(state.episode[e]) * state.stride[e]) % num_scenarios
+    return _draw_scenario(state.grid_seed[e], state.episode[e], num_scenarios)
 
 
+@register_jitable
 def _begin_episode(params, state, scenarios, e, s):
     state.scenario[e] = s
     state.cpu[e] = scenarios.cpu[s]
@@ -308,6 +306,7 @@ def _begin_episode(params, state, scenarios, e, s):
     state.ep_invalid[e] = 0
 
 
+@register_jitable
 def _finish_episode(state, e, length, solved):
     stats = state.last_stats[e]
     stats[STAT_RETURN] = state.ep_return[e]
@@ -322,18 +321,7 @@ def _finish_episode(state, e, length, solved):
     state.finished_count[e] += 1
 
 
-_pod_request_nb = njit(inline="always")(_pod_request)
-_apply_edit_nb = njit(inline="always")(_apply_edit)
-_reward_nb = njit(inline="always")(_reward)
-_finish_episode_nb = njit(nogil=True, cache=True)(_finish_episode)
-_begin_episode_nb = njit(nogil=True, cache=True)(_begin_episode)
-
-
-_write_observation_nb = njit(nogil=True, cache=True)(_write_observation)
-_cycle_scenario_nb = njit(inline="always")(_cycle_scenario)
-
-
-# ---------------------------------------------------------------- placement: NumPy reference
+# ---------------------------------------------------------------- two bodies: the placement, the scenario draw
 
 
 def place_reference(bg_cpu, bg_mem, bg_score_cpu, bg_score_mem, bg_pods, cap_cpu, cap_mem,
@@ -344,68 +332,6 @@ def place_reference(bg_cpu, bg_mem, bg_score_cpu, bg_score_mem, bg_pods, cap_cpu
     nodes = NodeAllocations.from_arrays(bg_cpu, bg_mem, bg_score_cpu, bg_score_mem, bg_pods,
                                         cap_cpu, cap_mem, max_pods, first_fit)
     return nodes.place(pod_cpu, pod_mem, count, blocked)
-
-
-def _place_env_reference(params, state, scenarios, e):
-    s = state.scenario[e]
-    pod_cpu = _pod_request(state.cpu[e], scenarios.cpu_rest[s], scenarios.cpu_floor[s], scenarios.cpu_over[s])
-    pod_mem = _pod_request(state.mem[e], scenarios.mem_rest[s], scenarios.mem_floor[s], scenarios.mem_over[s])
-    ready = place_reference(scenarios.bg_cpu[s], scenarios.bg_mem[s], scenarios.bg_score_cpu[s],
-                            scenarios.bg_score_mem[s], scenarios.bg_pods[s], params.cap_cpu,
-                            params.cap_mem, params.max_pods, params.first_fit, pod_cpu, pod_mem,
-                            int(state.replicas[e]), state.blocked[e])
-    state.ready[e] = ready
-    state.pending[e] = state.replicas[e] - ready
-    return pod_cpu, pod_mem
-
-
-def reset_reference(params, state, scenarios, observations, envs=None):
-    """Start an episode on each env (all, or the indices `envs`) and observe it."""
-    num_scenarios = scenarios.target.shape[0]
-    for e in range(state.step.shape[0]) if envs is None else envs:
-        _begin_episode(params, state, scenarios, e, _scenario_for(params, state, num_scenarios, e))
-        pod_cpu, pod_mem = _place_env_reference(params, state, scenarios, e)
-        _write_observation(params, state, scenarios, e, observations, pod_cpu, pod_mem)
-
-
-def step_reference(params, state, scenarios, actions, observations, rewards, terminals,
-                   truncations, auto_reset):
-    """One step of every env (see the module docstring); finished episodes restart when
-    `auto_reset`, and the observation is then the new episode's first."""
-    num_scenarios = scenarios.target.shape[0]
-    for e in range(state.step.shape[0]):
-        cpu, mem, replicas, edit, refused, idle, invalid = _apply_edit(
-            params, actions[e], state.cpu[e], state.mem[e], state.replicas[e])
-        state.cpu[e], state.mem[e], state.replicas[e] = cpu, mem, replicas
-        state.idle_edit[e] = idle
-        t = state.step[e] + 1
-        state.step[e] = t
-        pod_cpu, pod_mem = _place_env_reference(params, state, scenarios, e)
-        s = state.scenario[e]
-        target = scenarios.target[s]
-        reward = _reward(params, target, state.ready[e], state.pending[e], state.replicas[e],
-                         cpu, mem, replicas, pod_cpu, pod_mem, edit)
-        terminal = state.ready[e] == target and state.replicas[e] == target and state.pending[e] == 0
-        truncated = (not terminal) and t >= params.max_steps
-        state.ep_return[e] += reward
-        state.ep_edits[e] += edit
-        state.ep_refused[e] += refused
-        state.ep_idle[e] += idle
-        state.ep_invalid[e] += invalid
-        rewards[e] = reward
-        terminals[e] = terminal
-        truncations[e] = truncated
-        if terminal or truncated:
-            _finish_episode(state, e, t, terminal)
-            if auto_reset:
-                state.episode[e] += np.uint64(1)
-                _begin_episode(params, state, scenarios, e,
-                               _scenario_for(params, state, num_scenarios, e))
-                pod_cpu, pod_mem = _place_env_reference(params, state, scenarios, e)
-        _write_observation(params, state, scenarios, e, observations, pod_cpu, pod_mem)
-
-
-# ---------------------------------------------------------------- the Numba kernel
 
 
 @njit(nogil=True, cache=True)
@@ -457,41 +383,76 @@ def place_nb(bg_cpu, bg_mem, bg_score_cpu, bg_score_mem, bg_pods, cap_cpu, cap_m
     return count
 
 
-@njit(nogil=True, cache=True)
-def _place_env_nb(params, state, scenarios, e):
+def _place_pods(params, state, scenarios, e, pod_cpu, pod_mem):
+    """How many of env `e`'s replicas fit, by the NumPy scheduler (the reference's); the
+    kernels compile `_place_pods_numba`'s body in its place."""
     s = state.scenario[e]
-    pod_cpu = _pod_request_nb(state.cpu[e], scenarios.cpu_rest[s], scenarios.cpu_floor[s], scenarios.cpu_over[s])
-    pod_mem = _pod_request_nb(state.mem[e], scenarios.mem_rest[s], scenarios.mem_floor[s], scenarios.mem_over[s])
-    ready = place_nb(scenarios.bg_cpu[s], scenarios.bg_mem[s], scenarios.bg_score_cpu[s],
-                     scenarios.bg_score_mem[s], scenarios.bg_pods[s], params.cap_cpu, params.cap_mem,
-                     params.max_pods, params.first_fit, pod_cpu, pod_mem, state.replicas[e],
-                     state.work_cpu[e], state.work_mem[e], state.work_score_cpu[e],
-                     state.work_score_mem[e], state.work_pods[e], state.blocked[e])
+    return place_reference(scenarios.bg_cpu[s], scenarios.bg_mem[s], scenarios.bg_score_cpu[s],
+                           scenarios.bg_score_mem[s], scenarios.bg_pods[s], params.cap_cpu,
+                           params.cap_mem, params.max_pods, params.first_fit, pod_cpu, pod_mem,
+                           int(state.replicas[e]), state.blocked[e])
+
+
+@overload(_place_pods)
+def _place_pods_numba(params, state, scenarios, e, pod_cpu, pod_mem):
+    def place(params, state, scenarios, e, pod_cpu, pod_mem):
+        s = state.scenario[e]
+        return place_nb(scenarios.bg_cpu[s], scenarios.bg_mem[s], scenarios.bg_score_cpu[s],
+                        scenarios.bg_score_mem[s], scenarios.bg_pods[s], params.cap_cpu,
+                        params.cap_mem, params.max_pods, params.first_fit, pod_cpu, pod_mem,
+                        state.replicas[e], state.work_cpu[e], state.work_mem[e],
+                        state.work_score_cpu[e], state.work_score_mem[e], state.work_pods[e],
+                        state.blocked[e])
+    return place
+
+
+def _draw_scenario(grid_seed, episode, num_scenarios):
+    """A random scenario index by the NumPy hash (the reference's; uint64 arrays do not warn
+    on the hash's wrap-around); the kernels compile `_draw_scenario_numba`'s body."""
+    one = np.ones(1, dtype=np.uint64)
+    drawn = counter_hash(grid_seed * one, episode * one, 0 * one, STREAM_SCENARIO * one)[0]
+    return int(drawn % np.uint64(num_scenarios))
+
+
+@overload(_draw_scenario)
+def _draw_scenario_numba(grid_seed, episode, num_scenarios):
+    def draw(grid_seed, episode, num_scenarios):
+        drawn = counter_hash_nb(grid_seed, episode, np.uint64(0), STREAM_SCENARIO)
+        return np.int64(drawn % np.uint64(num_scenarios))
+    return draw
+
+
+# ---------------------------------------------------------------- one env, then every env
+
+
+@register_jitable
+def _place_env(params, state, scenarios, e):
+    s = state.scenario[e]
+    pod_cpu = _pod_request(state.cpu[e], scenarios.cpu_rest[s], scenarios.cpu_floor[s], scenarios.cpu_over[s])
+    pod_mem = _pod_request(state.mem[e], scenarios.mem_rest[s], scenarios.mem_floor[s], scenarios.mem_over[s])
+    ready = _place_pods(params, state, scenarios, e, pod_cpu, pod_mem)
     state.ready[e] = ready
     state.pending[e] = state.replicas[e] - ready
     return pod_cpu, pod_mem
 
 
-@njit(nogil=True, cache=True)
-def _scenario_for_nb(params, state, num_scenarios, e):
-    if params.sampling == SAMPLE_CYCLE:
-        return _cycle_scenario_nb(state, num_scenarios, e)
-    drawn = counter_hash_nb(state.grid_seed[e], state.episode[e], np.uint64(0), STREAM_SCENARIO)
-    return np.int64(drawn % np.uint64(num_scenarios))
+@register_jitable
+def _start_scenario(params, state, scenarios, e, s, observations):
+    _begin_episode(params, state, scenarios, e, s)
+    pod_cpu, pod_mem = _place_env(params, state, scenarios, e)
+    _write_observation(params, state, scenarios, e, observations, pod_cpu, pod_mem)
 
 
-@njit(nogil=True, cache=True)
-def _reset_env_nb(params, state, scenarios, e, observations):
-    s = _scenario_for_nb(params, state, scenarios.target.shape[0], e)
-    _begin_episode_nb(params, state, scenarios, e, s)
-    pod_cpu, pod_mem = _place_env_nb(params, state, scenarios, e)
-    _write_observation_nb(params, state, scenarios, e, observations, pod_cpu, pod_mem)
+@register_jitable
+def _reset_env(params, state, scenarios, e, observations):
+    s = _scenario_for(params, state, scenarios.target.shape[0], e)
+    _start_scenario(params, state, scenarios, e, s, observations)
 
 
-@njit(nogil=True, cache=True)
-def _step_env_nb(params, state, scenarios, e, actions, observations, rewards, terminals,
-                 truncations, auto_reset):
-    cpu, mem, replicas, edit, refused, idle, invalid = _apply_edit_nb(
+@register_jitable
+def _step_env(params, state, scenarios, e, actions, observations, rewards, terminals,
+              truncations, auto_reset):
+    cpu, mem, replicas, edit, refused, idle, invalid = _apply_edit(
         params, actions[e], state.cpu[e], state.mem[e], state.replicas[e])
     state.cpu[e] = cpu
     state.mem[e] = mem
@@ -499,10 +460,10 @@ def _step_env_nb(params, state, scenarios, e, actions, observations, rewards, te
     state.idle_edit[e] = idle
     t = state.step[e] + 1
     state.step[e] = t
-    pod_cpu, pod_mem = _place_env_nb(params, state, scenarios, e)
+    pod_cpu, pod_mem = _place_env(params, state, scenarios, e)
     target = scenarios.target[state.scenario[e]]
-    reward = _reward_nb(params, target, state.ready[e], state.pending[e], state.replicas[e],
-                        cpu, mem, replicas, pod_cpu, pod_mem, edit)
+    reward = _reward(params, target, state.ready[e], state.pending[e], state.replicas[e],
+                     cpu, mem, replicas, pod_cpu, pod_mem, edit)
     terminal = state.ready[e] == target and state.replicas[e] == target and state.pending[e] == 0
     truncated = (not terminal) and t >= params.max_steps
     state.ep_return[e] += reward
@@ -514,50 +475,38 @@ def _step_env_nb(params, state, scenarios, e, actions, observations, rewards, te
     terminals[e] = terminal
     truncations[e] = truncated
     if terminal or truncated:
-        _finish_episode_nb(state, e, t, terminal)
+        _finish_episode(state, e, t, terminal)
         if auto_reset:
             state.episode[e] += np.uint64(1)
-            _reset_env_nb(params, state, scenarios, e, observations)
+            _reset_env(params, state, scenarios, e, observations)
             return
-    _write_observation_nb(params, state, scenarios, e, observations, pod_cpu, pod_mem)
+    _write_observation(params, state, scenarios, e, observations, pod_cpu, pod_mem)
 
 
-def _reset_envs_parallel(params, state, scenarios, observations):
-    for e in prange(state.step.shape[0]):
-        _reset_env_nb(params, state, scenarios, e, observations)
+def _every_env(loop):
+    """(reset, step) of every env with `loop`: range (run in Python: the reference) or prange
+    (threads over chunks of envs). Numba's on-disk cache is keyed by the function and its
+    closure, so builds of the two keep apart by their `loop`."""
+    def reset(params, state, scenarios, observations):
+        """Start an episode on every env and observe it."""
+        for e in loop(state.step.shape[0]):
+            _reset_env(params, state, scenarios, e, observations)
+
+    def step(params, state, scenarios, actions, observations, rewards, terminals, truncations,
+             auto_reset):
+        """One step of every env (see the module docstring); finished episodes restart when
+        `auto_reset`, and the observation is then the new episode's first."""
+        for e in loop(state.step.shape[0]):
+            _step_env(params, state, scenarios, e, actions, observations, rewards, terminals,
+                      truncations, auto_reset)
+
+    return reset, step
 
 
-def _step_envs_parallel(params, state, scenarios, actions, observations, rewards, terminals,
-                        truncations, auto_reset):
-    for e in prange(state.step.shape[0]):
-        _step_env_nb(params, state, scenarios, e, actions, observations, rewards, terminals,
-                     truncations, auto_reset)
-
-
-def _reset_envs_serial(params, state, scenarios, observations):
-    for e in range(state.step.shape[0]):
-        _reset_env_nb(params, state, scenarios, e, observations)
-
-
-def _step_envs_serial(params, state, scenarios, actions, observations, rewards, terminals,
-                      truncations, auto_reset):
-    for e in range(state.step.shape[0]):
-        _step_env_nb(params, state, scenarios, e, actions, observations, rewards, terminals,
-                     truncations, auto_reset)
-
-
-# Many envs: threads over chunks of envs. One env (the Gymnasium env): no thread start-up.
-# Separate Python functions, not one compiled twice: Numba's on-disk cache is keyed by the
-# function, so a parallel and a serial build of one function would load each other's code.
-reset_envs = njit(parallel=True, nogil=True, cache=True)(_reset_envs_parallel)
-step_envs = njit(parallel=True, nogil=True, cache=True)(_step_envs_parallel)
-reset_envs_serial = njit(nogil=True, cache=True)(_reset_envs_serial)
-step_envs_serial = njit(nogil=True, cache=True)(_step_envs_serial)
-
-
-@njit(nogil=True, cache=True)
-def start_scenario_nb(params, state, scenarios, e, s, observations):
-    """Start env `e` on scenario `s` (whatever the sampling) and observe it."""
-    _begin_episode_nb(params, state, scenarios, e, s)
-    pod_cpu, pod_mem = _place_env_nb(params, state, scenarios, e)
-    _write_observation_nb(params, state, scenarios, e, observations, pod_cpu, pod_mem)
+reset_reference, step_reference = _every_env(range)
+# The kernels. Many envs: threads. One env (the Gymnasium env): the reference compiled.
+reset_envs, step_envs = (njit(parallel=True, nogil=True, cache=True)(f) for f in _every_env(prange))
+reset_envs_serial, step_envs_serial = (njit(nogil=True, cache=True)(f)
+                                       for f in (reset_reference, step_reference))
+# Start env `e` on scenario `s` (whatever the sampling) and observe it.
+start_scenario_nb = njit(nogil=True, cache=True)(_start_scenario)

@@ -1,9 +1,12 @@
-"""Shared fixtures and helpers for the gardener world tests.
+"""Shared fixtures and helpers of the tests: the gardener world's, and the sandbox of the tests
+that talk to a (fake) Kubernetes API.
 
 Tests never rely on the exact shipped constants of `configs/gardener.ini` (they are being tuned):
 every rule test builds its parameters explicitly from `params_with(...)` / `QUIET`.
 """
 from __future__ import annotations
+
+import signal
 
 import numpy as np
 import pytest
@@ -158,3 +161,31 @@ def rng():
 
 def random_actions(rng, count, low=0, high=8):
     return rng.integers(low, high, size=count).astype(np.int32)
+
+
+@pytest.fixture
+def tiny_ini(tmp_path, request):
+    """The test module's TINY_INI (a run of a few seconds) as a config file."""
+    path = tmp_path / "tiny.ini"
+    path.write_text(request.module.TINY_INI)
+    return path
+
+
+# ---------------------------------------------------------------- Kubernetes tests' sandbox
+# (`pytestmark = pytest.mark.usefixtures(...)` in the modules that need them)
+
+
+@pytest.fixture
+def no_real_kubeconfig(tmp_path, monkeypatch):
+    """Never let a developer's ~/.kube/config or $KUBECONFIG reach a test."""
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
+@pytest.fixture
+def ctrl_c_raises():
+    """Ctrl-C raises KeyboardInterrupt here even when the test run inherited SIGINT ignored (a
+    background job of a non-interactive shell does), so the simulated Ctrl-C is not a no-op."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

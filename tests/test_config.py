@@ -10,6 +10,7 @@ import pytest
 from puffer_cluster.kernels.world import CONFIG_FIELDS, WorldParams, make_params
 from puffer_cluster import ConfigError, GardenerEnv, GardenerGymEnv, load_config
 from puffer_cluster.config import _coerce, config_section, env_defaults, parse_duration, settings_from
+from puffer_cluster.simkube.simulation import SimkubeSettings  # [simkube] with [replay]'s prefix
 
 
 @pytest.fixture(scope="module")
@@ -258,34 +259,19 @@ def test_batched_step_before_reset_is_refused():
 
 
 def test_a_settings_class_takes_its_defaults_and_types_from_the_schema():
-    @config_section("simkube", shared={"virtual_ns_prefix": "replay"})
-    class Simkube:
-        driver_image: str
-        driver_namespace: str
-        driver_port: int
-        virtual_ns_prefix: str
-        trace_dir: str
-        image_pull_delay: int
-        image_pull_jitter: int
-        pod_startup_delay: int
-        pod_startup_jitter: int
-        observe_interval: float
-        timeout_grace: float
-        request_timeout: float
-
     config = load_config(overrides=["--simkube.driver-port", "9000",
                                     "--replay.virtual-ns-prefix", "sim"])
-    assert Simkube().driver_port == load_config()["simkube"]["driver_port"]
-    settings = settings_from(Simkube, config)
+    assert SimkubeSettings().driver_port == load_config()["simkube"]["driver_port"]
+    settings = settings_from(SimkubeSettings, config)
     assert (settings.driver_port, settings.virtual_ns_prefix) == (9000, "sim")
-    assert settings_from(Simkube, {"driver_port": "8080"}).driver_port == 8080
-    updated = settings_from(Simkube, settings, observe_interval=3)
+    assert settings_from(SimkubeSettings, {"driver_port": "8080"}).driver_port == 8080
+    updated = settings_from(SimkubeSettings, settings, observe_interval=3)
     assert updated.observe_interval == 3.0 and isinstance(updated.observe_interval, float)
     assert updated.driver_port == 9000  # the rest kept
     with pytest.raises(ConfigError, match=r"\[simkube\] driver_port: expected int"):
-        settings_from(Simkube, {"driver_port": "x"})
+        settings_from(SimkubeSettings, {"driver_port": "x"})
     with pytest.raises(ConfigError, match="unknown simkube keys"):
-        settings_from(Simkube, {"colour": "red"})
+        settings_from(SimkubeSettings, {"colour": "red"})
 
 
 def test_a_settings_class_must_declare_the_schemas_keys_and_types():

@@ -16,11 +16,7 @@ from puffer_cluster.cluster_ops.live import Snapshot, gardener_grid
 READ_METHODS = {"GET"}  # the client lists and watches with GET
 
 
-@pytest.fixture(autouse=True)
-def no_real_kubeconfig(tmp_path, monkeypatch):
-    """Never let a developer's ~/.kube/config or $KUBECONFIG reach a test."""
-    monkeypatch.delenv("KUBECONFIG", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+pytestmark = pytest.mark.usefixtures("no_real_kubeconfig")  # conftest.py
 
 
 def node(name, ready="True", pressure=False, cordoned=False, reason="KubeletReady"):

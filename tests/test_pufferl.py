@@ -46,13 +46,6 @@ episodes = 8
 """
 
 
-@pytest.fixture
-def tiny_ini(tmp_path):
-    path = tmp_path / "tiny.ini"
-    path.write_text(TINY_INI)
-    return path
-
-
 def run_child(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
     env.pop("WORLD_SIZE", None)

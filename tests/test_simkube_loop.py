@@ -66,17 +66,7 @@ def clear_pods(server: FakeKubeAPI, simulation: dict) -> None:
     server.pods.pop(NAMESPACE, None)  # SimKube empties the virtual namespace
 
 
-@pytest.fixture(autouse=True)
-def no_real_kubeconfig(tmp_path, monkeypatch):
-    monkeypatch.delenv("KUBECONFIG", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-
-
-@pytest.fixture(autouse=True)
-def ctrl_c_raises():
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
+pytestmark = pytest.mark.usefixtures("no_real_kubeconfig", "ctrl_c_raises")  # conftest.py
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ and no write at all in the read-only modes."""
 from __future__ import annotations
 
 import copy
-import signal
 import socket
 from pathlib import Path
 
@@ -53,20 +52,7 @@ def write_trace(path: Path, events: list[TraceEvent] | None = None) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True)
-def no_real_kubeconfig(tmp_path, monkeypatch):
-    """Never let a developer's ~/.kube/config or $KUBECONFIG reach a test."""
-    monkeypatch.delenv("KUBECONFIG", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-
-
-@pytest.fixture(autouse=True)
-def ctrl_c_raises():
-    """Ctrl-C raises KeyboardInterrupt here even when the test run inherited SIGINT ignored (a
-    background job of a non-interactive shell does), so the simulated Ctrl-C is not a no-op."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
+pytestmark = pytest.mark.usefixtures("no_real_kubeconfig", "ctrl_c_raises")  # conftest.py
 
 
 @pytest.fixture

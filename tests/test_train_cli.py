@@ -45,13 +45,6 @@ episodes = 8
 """
 
 
-@pytest.fixture
-def tiny_ini(tmp_path):
-    path = tmp_path / "tiny.ini"
-    path.write_text(TINY_INI)
-    return path
-
-
 def child_env() -> dict:
     """The environment of a `python -m puffer_cluster.cli` child importing this checkout."""
     return {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}

@@ -10,7 +10,6 @@ and `learn(obs, actions, rewards, next_obs, terminals, global_step)` once per en
 """
 from __future__ import annotations
 
-import random
 import time
 from contextlib import closing
 from pathlib import Path
@@ -28,7 +27,7 @@ from puffer_cluster.trainers.curves import plot_learning_curve
 from puffer_cluster.trainers.ppo import episode_scalars, evaluate_greedy, flatten_infos, open_run_dir
 from puffer_cluster.trainers.training_state import policy_payload, resumed_progress, rng_state, set_rng_state
 from puffer_cluster.trainers.stopping import StopOnSignal, workers_ignore_ctrl_c
-from puffer_cluster.trainers.train_config import resolve_device, validate_train_config
+from puffer_cluster.trainers.train_config import seed_and_device, validate_train_config
 
 
 def make_env(config: dict):
@@ -95,13 +94,7 @@ def train_value_based(config: dict, make_learner, resume: str | None = None,
     second_key, second_label = get_env_spec(config["base"]["env_name"]).curve_statistic
 
     # Seeding (CleanRL's order) and device.
-    random.seed(args["seed"])
-    np.random.seed(args["seed"])
-    torch.manual_seed(args["seed"])
-    torch.backends.cudnn.deterministic = args["torch_deterministic"]
-    if args["torch_threads"] > 0:
-        torch.set_num_threads(args["torch_threads"])
-    device = resolve_device(args["device"])
+    device = seed_and_device(args)
 
     with workers_ignore_ctrl_c(config["vec"]["backend"] == "Multiprocessing"):
         vecenv = make_env(config)

@@ -7,7 +7,6 @@ the registry's spec of `[base] env_name` (`puffer_cluster.registry`).
 """
 from __future__ import annotations
 
-import random
 import shlex
 import sys
 import time
@@ -30,7 +29,7 @@ from puffer_cluster.trainers.curves import plot_learning_curve
 from puffer_cluster.trainers.dashboard import Dashboard
 from puffer_cluster.trainers.models import make_policy
 from puffer_cluster.trainers.stopping import StopOnSignal, workers_ignore_ctrl_c
-from puffer_cluster.trainers.train_config import resolve_device, validate_train_config
+from puffer_cluster.trainers.train_config import seed_and_device, validate_train_config
 from puffer_cluster.trainers.training_state import (
     policy_payload, restore_training_state, resumed_progress, save_training_state,
 )
@@ -273,13 +272,7 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
     second_key, second_label = spec.curve_statistic
 
     # Seeding (CleanRL's order) and device.
-    random.seed(args["seed"])
-    np.random.seed(args["seed"])
-    torch.manual_seed(args["seed"])
-    torch.backends.cudnn.deterministic = args["torch_deterministic"]
-    if args["torch_threads"] > 0:
-        torch.set_num_threads(args["torch_threads"])
-    device = resolve_device(args["device"])
+    device = seed_and_device(args)
     autocast = dict(device_type=device.type, dtype=torch.bfloat16,
                     enabled=args["precision"] == "bfloat16")
 

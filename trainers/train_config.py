@@ -6,7 +6,9 @@ mistyped override costs a second, not a run directory and a traceback.
 from __future__ import annotations
 
 import math
+import random
 
+import numpy as np
 import torch
 
 from puffer_cluster.config import ConfigError
@@ -35,6 +37,18 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"train.device is {name!r} but only {torch.cuda.device_count()} CUDA "
                           "devices exist")
     return device
+
+
+def seed_and_device(train: dict) -> torch.device:
+    """Seed Python, NumPy and torch (CleanRL's order), apply `torch_deterministic` and
+    `torch_threads` of the [train] section `train`, and return its device."""
+    random.seed(train["seed"])
+    np.random.seed(train["seed"])
+    torch.manual_seed(train["seed"])
+    torch.backends.cudnn.deterministic = train["torch_deterministic"]
+    if train["torch_threads"] > 0:
+        torch.set_num_threads(train["torch_threads"])
+    return resolve_device(train["device"])
 
 
 def num_agents(config: dict) -> int:

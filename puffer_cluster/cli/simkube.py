@@ -66,17 +66,22 @@ def add_parser(commands):
     return simkube
 
 
+def _load_trace(path):
+    """The replayable trace at `path`, or a one-line CLIError (exit status 1 if unreadable)."""
+    try:
+        return load_replayable_trace(path)
+    except OSError as exc:
+        raise CLIError(f"cannot read {path}: {exc.strerror or exc}", 1) from None
+    except TraceError as exc:
+        raise CLIError(f"{path}: {exc}") from None
+
+
 def run(args, overrides: list[str]) -> int:
     if args.simkube_command == "loop":
         return run_loop(args, overrides)
     config = load_config(args.config, overrides)
     settings = simkube_settings(config)
-    try:
-        local = load_replayable_trace(args.trace)
-    except OSError as exc:
-        raise CLIError(f"cannot read {args.trace}: {exc.strerror or exc}", 1) from None
-    except TraceError as exc:
-        raise CLIError(f"{args.trace}: {exc}") from None
+    local = _load_trace(args.trace)
     duration_s = parse_sim_duration(args.duration) if args.duration is not None else None
     try:
         hooks = load_hooks(args.hooks)
@@ -201,12 +206,7 @@ def run_loop(args, overrides: list[str]) -> int:
     settings = simarena_settings(config, namespace=args.namespace,
                                  **{key: value for key, value in given.items() if value is not None})
     sk = simkube_settings(config)
-    try:
-        local = load_replayable_trace(args.trace)
-    except OSError as exc:
-        raise CLIError(f"cannot read {args.trace}: {exc.strerror or exc}", 1) from None
-    except TraceError as exc:
-        raise CLIError(f"{args.trace}: {exc}") from None
+    local = _load_trace(args.trace)
     view = ArenaView(settings, replay_settings(config.get("replay")), settings.deploy, args.target)
     try:
         scenario = view.scenario(local.trace, local.path.name)

@@ -382,25 +382,13 @@ def mutate_trace(trace: Trace, op: str, deploy: str, **kwargs) -> tuple[Trace, O
     return edited, apply_op(edited, op, deploy, **kwargs)
 
 
-def bump_cpu(trace: Trace, deploy: str, step: Any = CPU_STEP, **kwargs) -> OpResult:
-    return apply_op(trace, "bump_cpu", deploy, step=step, **kwargs)
+def _named_op(op: str):
+    def edit(trace: Trace, deploy: str, step: Any = None, **kwargs) -> OpResult:
+        return apply_op(trace, op, deploy, step=step, **kwargs)
+
+    edit.__name__ = edit.__qualname__ = op
+    edit.__doc__ = f"`apply_op(trace, {op!r}, deploy, step=step, ...)`: sim-arena's op by its name."
+    return edit
 
 
-def reduce_cpu(trace: Trace, deploy: str, step: Any = CPU_STEP, **kwargs) -> OpResult:
-    return apply_op(trace, "reduce_cpu", deploy, step=step, **kwargs)
-
-
-def bump_mem(trace: Trace, deploy: str, step: Any = MEMORY_STEP, **kwargs) -> OpResult:
-    return apply_op(trace, "bump_mem", deploy, step=step, **kwargs)
-
-
-def reduce_mem(trace: Trace, deploy: str, step: Any = MEMORY_STEP, **kwargs) -> OpResult:
-    return apply_op(trace, "reduce_mem", deploy, step=step, **kwargs)
-
-
-def scale_up(trace: Trace, deploy: str, step: int = REPLICA_STEP, **kwargs) -> OpResult:
-    return apply_op(trace, "scale_up", deploy, step=step, **kwargs)
-
-
-def scale_down(trace: Trace, deploy: str, step: int = REPLICA_STEP, **kwargs) -> OpResult:
-    return apply_op(trace, "scale_down", deploy, step=step, **kwargs)
+bump_cpu, reduce_cpu, bump_mem, reduce_mem, scale_up, scale_down = map(_named_op, OPS)
