@@ -5,8 +5,7 @@ Dense: every step evaluates every node's closed forms (`kernels.fixed`). Vectori
 (and nodes where a rule allows); integer sums are exact, so their order does not matter. It is
 slow; tests and small benchmarks use it to check the kernels.
 
-`move_agents` and `settle` are shared with the trace replay's reference, as is `scale_nodes`,
-the replay's float capacity rule (the replay state keeps v1's float loads).
+The trace replay's reference (`kernels.replay`) plays its overlay world with these rules.
 """
 import numpy as np
 
@@ -183,25 +182,6 @@ def _scale(state, params, a, action):
         record[:, field] = mul_div(record[:, field], cap, new_cap)
     record[:, CAP] = new_cap
     state.nodes[g, i] = record
-    return scaling & ~paid
-
-
-def scale_nodes(state, params, a, action):
-    """SCALE_HALF / SCALE_FULL of agent a where `action` asks for it, partial when the budget is
-    short. Returns, per grid, whether a scale added nothing (invalid)."""
-    grids = np.arange(state.step.shape[0])
-    scaling = (action == SCALE_HALF) | (action == SCALE_FULL)
-    unit = np.where(action == SCALE_HALF, 0.5, 1.0)
-    i = state.agent_y[:, a] * params.width + state.agent_x[:, a]
-    added = np.minimum(unit, params.cap_max - state.cap[grids, i].astype(f64))
-    cost = params.scale_cost * added
-    short = scaling & (added > 0.0) & (state.budget < cost)
-    added = np.where(short, added * (state.budget / np.where(short, cost, 1.0)), added)
-    cost = np.where(short, state.budget, cost)
-    paid = scaling & (added > 0.0)
-    state.budget[paid] -= cost[paid]
-    state.ep_spent[paid] += cost[paid]
-    state.cap[grids[paid], i[paid]] = state.cap[grids[paid], i[paid]].astype(f64) + added[paid]
     return scaling & ~paid
 
 
