@@ -39,11 +39,12 @@ from kernels import reference
 from kernels.dense import CHUNK, apply_actions
 from kernels.fast import settle_grid, uniform
 from kernels.fixed import (
-    CAP, CAP_ONE, CPU_BASE, G_ONE, MEM, NODE_FIELDS, ONE, PRIO, PRIO_ONE, clean_waste,
-    clean_waste_nb, mean_load, mean_load_nb, mul_div, mul_div_nb, oom_cost, oom_cost_nb, to_fixed,
-    to_fixed_nb,
+    CAP, CPU_BASE, G_ONE, MEM, NODE_FIELDS, ONE, PRIO, PRIO_ONE, clean_waste, clean_waste_nb,
+    mean_load, mean_load_nb, oom_cost, oom_cost_nb, to_fixed, to_fixed_nb,
 )
-from kernels.rules import land_spikes, observe_grid, restart_out_of_memory, start_episode
+from kernels.rules import (
+    CAP_UNIT, land_spikes, observe_grid, restart_out_of_memory, start_episode,
+)
 from kernels.world import WorldState, allocate_state
 
 # The usage noise gets its own stream (the gardener's use 1 .. 12, the policies 100).
@@ -94,6 +95,15 @@ def overlay_world(params, overlay_scale: float, overlay_init: bool = True):
         restart_fx=int(to_fixed(restart_mem, ONE)), jump_fx=int(to_fixed(jump, ONE)))
 
 
+def trace_ratio(load, cap):
+    """A trace's load (units of one node's base capacity, float) as a fixed-point ratio of the
+    capacity `cap` (CAP_ONE units): one float quotient, rounded down once."""
+    return np.int64(load / (cap * CAP_UNIT) * ONE)
+
+
+trace_ratio_nb = njit(inline="always")(trace_ratio)
+
+
 def expected_overlay(params, steps: int) -> float:
     """The mean overlay (a fraction of a node's memory) of a node of the overlay world `params`
     that nobody cleans after `steps` steps, before any OOM or overload: its expected start plus
@@ -117,8 +127,8 @@ def _add_trace_load_reference(state, rparams, timelines, grids):
                           np.arange(nodes.shape[1], dtype=np.uint64)[None, :], STREAM_USAGE)
     usage = timelines.cpu[segment].astype(f64) * (1.0 + rparams.usage_noise * (2.0 * u - 1.0))
     cap = nodes[..., CAP]
-    nodes[..., CPU_BASE] = mul_div(to_fixed(usage, ONE), CAP_ONE, cap)
-    request = mul_div(to_fixed(timelines.mem[segment].astype(f64), ONE), CAP_ONE, cap)
+    nodes[..., CPU_BASE] = trace_ratio(usage, cap)
+    request = trace_ratio(timelines.mem[segment].astype(f64), cap)
     nodes[..., MEM] += request - nodes[..., REQUEST]
     nodes[..., REQUEST] = request
     state.nodes[grids] = nodes
@@ -174,8 +184,8 @@ def _add_trace_load(state, rparams, timelines, g):
         usage = np.float64(timelines.cpu[segment, i]) \
             * (1.0 + rparams.usage_noise * (2.0 * uniform(seed, t, i, STREAM_USAGE) - 1.0))
         cap = nodes[i, CAP]
-        nodes[i, CPU_BASE] = mul_div_nb(to_fixed_nb(usage, ONE), CAP_ONE, cap)
-        request = mul_div_nb(to_fixed_nb(np.float64(timelines.mem[segment, i]), ONE), CAP_ONE, cap)
+        nodes[i, CPU_BASE] = trace_ratio_nb(usage, cap)
+        request = trace_ratio_nb(np.float64(timelines.mem[segment, i]), cap)
         nodes[i, MEM] += request - nodes[i, REQUEST]
         nodes[i, REQUEST] = request
 
@@ -230,14 +240,14 @@ def _step_grid(state, params, rparams, timelines, g, actions, observations, rewa
     observe_grid(state, params, g, observations)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _reset_range(state, params, rparams, timelines, first, last, observations):
     for g in range(first, last):
         _start_episode(state, params, rparams, timelines, g)
         observe_grid(state, params, g, observations)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _step_range(state, params, rparams, timelines, first, last, actions, observations, rewards,
                 terminals, truncations, auto_reset):
     for g in range(first, last):
