@@ -17,8 +17,9 @@ modules, in reading order:
 - `discovery`: trace files under a folder, timelines of a list of traces;
 - `envs`: `TraceReplayEnv` and `TraceReplayGymEnv`.
 
-Units: the timeline holds requested CPU and memory per node in units of one node's capacity. The dynamics (leak overlay, usage noise, CLEAN,
-SCALE, OOMs, overloads, reward) are in `kernels.replay`.
+Units: the timeline holds requested CPU and memory per node in units of one node's capacity.
+The dynamics (the trace's load added to a World v2 gardener world: usage noise, the leak
+overlay, spikes, CLEAN, SCALE, OOMs, reward) are in `kernels.replay`.
 """
 from puffer_cluster import REPLAY_GYM_ID as GYM_ID  # registered by the package
 from puffer_cluster.replay.cron import CronSchedule
