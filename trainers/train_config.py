@@ -10,6 +10,7 @@ import math
 import torch
 
 from puffer_cluster.config import ConfigError
+from puffer_cluster.env import grid_share
 from puffer_cluster.registry import get_env_spec
 from trainers.models import POLICIES
 
@@ -54,11 +55,13 @@ def _at_least(key: str, value, low) -> None:
         raise ConfigError(f"{key} must be at least {low}, got {value}")
 
 
-def validate_train_config(config: dict) -> None:
-    """Raise `ConfigError` for the first value of `config` the trainer cannot run with."""
+def validate_train_config(config: dict, world_size: int = 1) -> None:
+    """Raise `ConfigError` for the first value of `config` the trainer cannot run with in
+    `world_size` processes (each steps an even share of `[env] num_envs`)."""
     base, env, vec, train = config["base"], config["env"], config["vec"], config["train"]
     spec = get_env_spec(base["env_name"])
     _at_least("env.num_envs", env["num_envs"], 1)
+    grid_share(env["num_envs"], 0, world_size)
     _at_least("env.log_interval", env["log_interval"], 1)
     _one_of("vec.backend", vec["backend"], VEC_BACKENDS)
     if vec["backend"] != "PufferEnv":
@@ -94,9 +97,11 @@ def validate_train_config(config: dict) -> None:
     for key in ("num_steps", "update_epochs", "checkpoint_interval"):
         _at_least(f"train.{key}", train[key], 1)
     batch_size = num_agents(config) * train["num_steps"]
-    if not 1 <= train["num_minibatches"] <= batch_size:
-        raise ConfigError(f"train.num_minibatches must be within 1 .. {batch_size} (the batch: "
-                          f"agents x num_steps), got {train['num_minibatches']}")
+    process_batch = batch_size // world_size  # each process splits its own share
+    share = "" if world_size == 1 else f" / {world_size} processes"
+    if not 1 <= train["num_minibatches"] <= process_batch:
+        raise ConfigError(f"train.num_minibatches must be within 1 .. {process_batch} (the batch: "
+                          f"agents x num_steps{share}), got {train['num_minibatches']}")
     if train["total_timesteps"] < batch_size:
         raise ConfigError(f"train.total_timesteps must be at least one batch ({batch_size:,} = "
                           f"agents x num_steps), got {train['total_timesteps']:,}")

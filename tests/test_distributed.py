@@ -1,0 +1,90 @@
+"""One run in several processes: grids by global index, the split of `[env] num_envs`, and two
+CPU processes under torchrun with gloo (each launch takes 10-30 s: two interpreters import torch,
+Numba and PufferLib; the runs themselves take seconds)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from kernels.world import grid_seeds
+from puffer_cluster.config import ConfigError, load_config
+from puffer_cluster.env import GardenerEnv, grid_share
+from trainers.checkpoint import load_checkpoint
+from trainers.train_config import validate_train_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def torchrun(*args, cwd, processes=2):
+    """`torchrun --nproc_per_node 2 ARGS`, one thread per process."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
+           "NUMBA_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node",
+                           str(processes), *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_grid_share_splits_evenly_and_refuses_a_remainder():
+    assert [grid_share(32, rank, 4) for rank in range(4)] == [(0, 8), (8, 8), (16, 8), (24, 8)]
+    with pytest.raises(ConfigError, match="multiple of the 2 processes, got 33"):
+        grid_share(33, 1, 2)
+    config = load_config(None, ["--env.num-envs", "33"])
+    validate_train_config(config)
+    with pytest.raises(ConfigError, match="env.num_envs .* multiple of the 2 processes"):
+        validate_train_config(config, world_size=2)
+
+
+def test_a_share_of_grids_plays_the_same_worlds_as_the_whole():
+    """Grids 4..7 stepped as a share of a run are grids 4..7 of the whole run, step for step."""
+    kwargs = dict(seed=5, height=6, width=6, max_steps=15, log_interval=2**62)
+    whole = GardenerEnv(num_envs=8, **kwargs)
+    shares = [GardenerEnv(num_envs=4, first_grid=first, **kwargs) for first in (0, 4)]
+    observations = [whole.reset()[0]] + [share.reset()[0] for share in shares]
+    assert np.array_equal(observations[0], np.concatenate(observations[1:]))
+    rng = np.random.default_rng(0)
+    for _ in range(40):  # through terminations and auto-resets
+        actions = rng.integers(0, 8, 8).astype(np.int32)
+        expected = whole.step(actions)
+        parts = [share.step(actions[4 * i:4 * i + 4]) for i, share in enumerate(shares)]
+        for k in range(4):  # observations, rewards, terminals, truncations
+            assert np.array_equal(expected[k], np.concatenate([part[k] for part in parts]))
+
+
+def test_a_share_of_simarena_envs_cycles_as_the_whole():
+    from puffer_cluster.simarena import SimArenaEnv
+    kwargs = dict(seed=2, simarena={"sampling": "cycle", "count": 6})
+    whole = SimArenaEnv(num_envs=4, **kwargs)
+    shares = [SimArenaEnv(num_envs=2, first_grid=first, run_envs=4, **kwargs) for first in (0, 2)]
+    for env in (whole, *shares):
+        env.reset()
+    assert list(whole.reset_scenarios) == [s for share in shares for s in share.reset_scenarios]
+    assert np.array_equal(whole.state.grid_seed,
+                          np.concatenate([share.state.grid_seed for share in shares]))
+
+
+def test_two_processes_resume_equals_uninterrupted(tmp_path):
+    """Two gloo processes: a run stopped after update 3 and resumed ends bit for bit where the
+    uninterrupted run ends (weights and both processes' envs), and latest.pt holds each
+    process's share of the grids by global index."""
+    result = torchrun(REPO / "tests" / "torchrun_train.py", tmp_path, "--policy.name", "lstm",
+                      cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    full = load_checkpoint(tmp_path / "full" / "final.pt")
+    split = load_checkpoint(tmp_path / "split" / "final.pt")
+    assert full["global_step"] == split["global_step"] == 32 * 8 * 6  # all processes counted
+    for name in full["model"]:
+        assert torch.equal(full["model"][name], split["model"][name]), name
+    latest = [load_checkpoint(tmp_path / run / "latest.pt")["training"]["ranks"]
+              for run in ("full", "split")]
+    assert len(latest[0]) == len(latest[1]) == 2
+    for a, b in zip(*latest):
+        for name, array in a["env"]["state"].items():
+            assert np.array_equal(array, b["env"]["state"][name]), name
+    seeds = np.concatenate([part["env"]["state"]["grid_seed"] for part in latest[0]])
+    assert np.array_equal(seeds, grid_seeds(0, 0, 32))
+    first = load_checkpoint(tmp_path / "split" / "model_000002.pt")
+    assert any(not torch.equal(first["model"][k], full["model"][k]) for k in full["model"])
