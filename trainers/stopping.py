@@ -62,6 +62,8 @@ class StopOnSignal:
         if exc_type is KeyboardInterrupt:
             raise self.interrupted("stopped at once by a second Ctrl-C", signal.SIGINT) from None
         if exc_type is PeerFailed:
+            if self.previous:  # torchrun sends SIGTERM to the survivors now: let the message out
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
             raise PeerFailed(self.resume_message(f"another process of the run stopped ({exc})")) \
                 from None
 
