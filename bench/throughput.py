@@ -414,6 +414,7 @@ TRAIN_MIN_TIMED = 2
 TRAIN_QUICK = TrainPlan(grid_batches=(1024,), max_iterations=4, seconds=2.0)
 TRAIN_FULL = TrainPlan(grid_batches=(1024, 4096), max_iterations=5, seconds=5.0)
 OURS = "ours (trainers/ppo.py)"
+TRAIN_PROCESSES = (2,)  # our trainer under torchrun, one thread per process
 PUFFERL = "pufferlib.pufferl"
 PUFFERL_CHILD_TIMEOUT_S = 900
 # Runs `pufferl_child(spec)` of this file in a fresh interpreter: importing pufferlib.pufferl
@@ -485,6 +486,34 @@ def measure_ours(grids: int, threads: int, teacher: str, plan: TrainPlan) -> dic
     policy = make_policy(config["policy"], spec.obs_size, spec.num_actions)
     return {**iteration_speeds(stamps, grids * num_steps, num_steps),
             "params": sum(p.numel() for p in policy.parameters())}
+
+
+def torchrun_child(spec_text: str) -> None:
+    """Runs in every process of a torchrun launch (`measure_torchrun`): `measure_ours` on the
+    run's grids (each process steps its share); rank 0 prints one JSON line on stdout."""
+    spec = json.loads(spec_text)
+    result = measure_ours(spec["grids"], 1, "none", TrainPlan(**spec["plan"]))
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(json.dumps(result), flush=True)
+
+
+def measure_torchrun(grids: int, processes: int, plan: TrainPlan) -> dict:
+    """Our trainer on `grids` grids in `processes` processes (torchrun, gloo, one torch and one
+    Numba thread each): its result, or {"skipped": reason}."""
+    spec = json.dumps({"grids": grids, "plan": plan.__dict__})
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+    try:
+        child = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node",
+                                str(processes), os.path.abspath(__file__), "--torchrun-child",
+                                spec], capture_output=True, text=True, env=env,
+                               timeout=PUFFERL_CHILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return {"skipped": f"skipped: torchrun ran over {PUFFERL_CHILD_TIMEOUT_S} s"}
+    lines = child.stdout.strip().splitlines()
+    if child.returncode != 0 or not lines:
+        tail = (child.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"skipped": f"skipped: torchrun failed (exit {child.returncode}): {tail}"}
+    return json.loads(lines[-1])
 
 
 def pufferl_child(spec_text: str) -> None:
@@ -627,6 +656,10 @@ def training_notes(args) -> list[str]:
         f"`pufferlib.models.Default(hidden_size={policy['hidden_size']})` (one shared Linear+GELU "
         "layer, linear heads: "
         "a fifth of the parameters). Its prioritized minibatch sampling and V-trace are its own.",
+        "ours, N processes: our trainer under `torchrun --nproc_per_node N` (gloo, one torch and "
+        "one Numba thread per process), the same run (the config's grids, shared by the "
+        "processes); timed on rank 0. Compared with the kernel on N threads, and in its note with "
+        "the same run in 1 process of 1 thread (the `ours` row of 1 thread, teacher none).",
         "The teacher (kickstarting, the default config's `teacher = heuristic`) is measured on 1 "
         "thread. With more torch threads than idle cores, torch's OpenMP threads spin-wait "
         "(OMP_WAIT_POLICY unset) and both trainers slow down several-fold (up to 20x on a "
@@ -657,7 +690,21 @@ def training_rows(args) -> list[dict]:
             if threads == 1:  # the teacher's cost; the default config's kickstarting
                 kick = measure_ours(grids, threads, "heuristic", plan)
                 rows.append(training_row(OURS, grids, threads, kick, "teacher heuristic", ours))
+                for processes in TRAIN_PROCESSES:
+                    rows.append(processes_row(grids, processes,
+                                              measure_torchrun(grids, processes, plan), ours))
     return rows
+
+
+def processes_row(grids: int, processes: int, result: dict, one: dict) -> dict:
+    """A row of our trainer in `processes` processes of one thread each (torchrun, gloo); `one`,
+    the same run in one process of one thread, gives its ratio."""
+    row = training_row(f"ours, {processes} processes", grids, 1, result,
+                       "teacher none, gloo, 1 thread each", one)
+    row["threads"] = f"{processes}x1"
+    row["baseline"] = (TRAIN_GRID, grids, processes) if "skipped" not in result else None
+    row["note"] = row["note"].replace("x ours", "x 1 process")
+    return row
 
 
 SIMARENA_COLUMNS = (
@@ -829,9 +876,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train", action="store_true",
                         help="append the training throughput section")
     parser.add_argument("--peak-rss-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--torchrun-child", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.peak_rss_child:
         peak_rss_child()
+        return
+    if args.torchrun_child:
+        torchrun_child(args.torchrun_child)
         return
 
     plan = QUICK if args.quick else FULL
