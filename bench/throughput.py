@@ -526,10 +526,15 @@ def pufferl_child(spec_text: str) -> None:
     def reply(**result):
         print(json.dumps(result), file=out, flush=True)
 
+    from puffer_cluster.config import ConfigError
+    from trainers.pufferl import (
+        PuffeRLPolicy, PuffeRLSettings, import_pufferl, make_puffer_vecenv, new_puffer_rl,
+        puffer_train_config, pufferl_run_config,
+    )
     try:
-        import pufferlib.pufferl as pufferl  # raises ImportError without its compiled kernel
-    except ImportError as error:
-        return reply(skipped=f"pufferlib.pufferl not importable: {error}")
+        pufferl = import_pufferl()  # fails without its compiled kernel
+    except ConfigError as error:
+        return reply(skipped=str(error))
     import tempfile
 
     import pufferlib.models
@@ -539,55 +544,33 @@ def pufferl_child(spec_text: str) -> None:
     except (AttributeError, RuntimeError) as error:
         return reply(skipped="no compiled kernel torch.ops.pufferlib.compute_puff_advantage: "
                              f"{error}")
-    from puffer_cluster.registry import get_env_spec
-    from trainers.models import MLPPolicy
+    from puffer_cluster.config import settings_from
+    from trainers.models import make_policy
 
-    config = training_config(spec["grids"], spec["threads"], "none", plan.max_iterations)
+    # The config `train --train.trainer pufferl` runs: the same network and observation as ours.
+    config = pufferl_run_config(training_config(spec["grids"], spec["threads"], "none",
+                                                plan.max_iterations))
     ours = config["train"]
     set_threads(spec["threads"])
     torch.manual_seed(ours["seed"])
-    vecenv = get_env_spec(config["base"]["env_name"]).make_vecenv(config)  # as ours steps it
+    vecenv = make_puffer_vecenv(config)  # the native GardenerEnv, as ours steps it
     hidden = config["policy"]["hidden_size"]
     if spec["policy"] == "default":
         policy = pufferlib.models.Default(vecenv, hidden_size=hidden)
     else:
-        class OurMLP(MLPPolicy):
-            """Our MLP with the two calls PuffeRL makes."""
-
-            def forward_eval(self, observations, state=None):
-                logits, values, _ = self.step(observations, (), None)
-                return logits, values
-
-            def forward(self, observations, state=None):
-                return self.forward_eval(observations, state)
-
-        policy = OurMLP(OBS_SIZE, vecenv.single_action_space.n, hidden)
+        policy = PuffeRLPolicy(make_policy(config["policy"], OBS_SIZE,
+                                           vecenv.single_action_space.n))
     num_steps = ours["num_steps"]
     batch = vecenv.num_agents * num_steps
-    minibatch = batch // ours["num_minibatches"]
-    # PufferLib's train config as `pufferl.load_config` builds it from its default.ini, with what
-    # sets the amount of work matched to ours. total_timesteps is one iteration more than run, so
-    # that PuffeRL.train's end-of-training checkpoint is not timed.
-    argv, sys.argv = sys.argv, sys.argv[:1]
-    try:
-        train_config = dict(pufferl.load_config("default")["train"])
-    finally:
-        sys.argv = argv
-    train_config.update(
-        env="gardener", device="cpu", optimizer="adam", precision="float32", compile=False,
-        use_rnn=False, cpu_offload=False, seed=ours["seed"], bptt_horizon=num_steps,
-        batch_size=batch, minibatch_size=minibatch, max_minibatch_size=minibatch,
-        update_epochs=ours["update_epochs"], total_timesteps=(plan.max_iterations + 1) * batch,
-        learning_rate=ours["learning_rate"], anneal_lr=ours["anneal_lr"], gamma=ours["gamma"],
-        gae_lambda=ours["gae_lambda"], clip_coef=ours["clip_coef"], vf_clip_coef=ours["clip_coef"],
-        vf_coef=ours["vf_coef"], ent_coef=ours["ent_coef"], max_grad_norm=ours["max_grad_norm"],
-        adam_beta1=0.9, adam_beta2=0.999, adam_eps=1e-5, checkpoint_interval=10**9)
-    # Quiet, as ours runs with quiet=True: no rich dashboard (PuffeRL renders one per iteration).
-    pufferl.PuffeRL.print_dashboard = lambda self, *args, **kwargs: None
+    # PuffeRL's config as the pufferl trainer builds it ([pufferl] and the shared [train] keys),
+    # one iteration more than run, so that PuffeRL.train's end-of-training checkpoint is not
+    # timed; quiet, as ours runs with quiet=True: no dashboard.
+    settings = settings_from(PuffeRLSettings, config, bptt_horizon=num_steps)
     stamps = []
     with tempfile.TemporaryDirectory(prefix="bench-pufferl-") as data_dir:
-        train_config["data_dir"] = data_dir  # its checkpoints
-        trainer = pufferl.PuffeRL(train_config, vecenv, policy)
+        trainer = new_puffer_rl(pufferl, puffer_train_config(
+            config, settings, torch.device("cpu"), plan.max_iterations + 1, Path(data_dir)),
+            vecenv, policy)
         try:
             while not stamps or not training_done(stamps, plan):
                 trainer.evaluate()
@@ -650,7 +633,8 @@ def training_notes(args) -> list[str]:
         f"hidden_size {policy['hidden_size']}: separate 2-layer tanh actor and critic; no "
         "in-training evaluation); timed at its `should_stop` callback.",
         f"{PUFFERL}: PufferLib's `PuffeRL.evaluate()` + `train()` in a fresh subprocess, on the "
-        "same native GardenerEnv and config: the same batch (grids x bptt_horizon 32), minibatch "
+        "same native GardenerEnv and config as `train --train.trainer pufferl` runs it (the "
+        "critic sees the plain observation): the same batch (grids x bptt_horizon 32), minibatch "
         "and epochs, adam, float32, no compile, its compiled advantage kernel "
         "(torch.ops.pufferlib), dashboard off; with our mlp (the same network), and with "
         f"`pufferlib.models.Default(hidden_size={policy['hidden_size']})` (one shared Linear+GELU "
@@ -717,17 +701,32 @@ SIMARENA_COLUMNS = (
 )
 
 
+def bench_module(name: str):
+    """A standalone bench script of this folder (e.g. 'simarena_throughput'), as a module."""
+    import importlib.util
+    path = Path(__file__).resolve().parent / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def simarena_section(args) -> Section:
     """SimArena's env throughput (the target: at least 10,000 steps/s on one core), from
     bench/simarena_throughput.py."""
-    import importlib.util
-    path = Path(__file__).resolve().parent / "simarena_throughput.py"
-    spec = importlib.util.spec_from_file_location("simarena_throughput", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return Section("SimArena (sim-arena's task offline)", SIMARENA_COLUMNS, module.simarena_rows(args),
+    return Section("SimArena (sim-arena's task offline)", SIMARENA_COLUMNS,
+                   bench_module("simarena_throughput").simarena_rows(args),
                    ["Random actions over the 100 generated demo scenarios on 4 nodes; one env "
                     "step applies one edit and re-places the target's pods."])
+
+
+def cluster_ops_section(args) -> Section:
+    """ClusterOps' env throughput (at least 1M agent-steps/s per core asked), from
+    bench/cluster_ops_throughput.py."""
+    return Section("ClusterOps (cluster-code's ops agent)", SIMARENA_COLUMNS,
+                   bench_module("cluster_ops_throughput").cluster_ops_rows(args),
+                   ["Random actions on the default [cluster_ops] cluster (6 nodes, 5 Deployments "
+                    "of 4 pods); one env step is one action, the incidents' spread and arrivals."])
 
 
 def training_section(args) -> Section:
@@ -887,7 +886,7 @@ def main(argv: list[str] | None = None) -> None:
 
     plan = QUICK if args.quick else FULL
     started, load_at_start, clock = datetime.datetime.now(), os.getloadavg(), time.perf_counter()
-    sections = env_sections(plan) + [simarena_section(args)]
+    sections = env_sections(plan) + [simarena_section(args), cluster_ops_section(args)]
     if args.train:
         sections.append(training_section(args))
     attach_ratios(sections)

@@ -39,11 +39,13 @@ except importlib.metadata.PackageNotFoundError:  # run from a source tree that w
 
 GYM_ID = "PufferCluster/Gardener-v0"
 REPLAY_GYM_ID = "PufferCluster/TraceReplay-v0"
+CLUSTER_OPS_GYM_ID = "PufferCluster/ClusterOps-v0"
 
 for gym_id, entry_point in ((GYM_ID, "puffer_cluster.env:GardenerGymEnv"),
-                            (REPLAY_GYM_ID, "puffer_cluster.replay:TraceReplayGymEnv")):
+                            (REPLAY_GYM_ID, "puffer_cluster.replay:TraceReplayGymEnv"),
+                            (CLUSTER_OPS_GYM_ID, "puffer_cluster.cluster_ops.env:ClusterOpsGymEnv")):
     if gym_id not in gymnasium.registry:
         gymnasium.register(id=gym_id, entry_point=entry_point)
 
-__all__ = ["GYM_ID", "REPLAY_GYM_ID", "ConfigError", "GardenerEnv", "GardenerGymEnv", "InvalidActionError",
+__all__ = ["CLUSTER_OPS_GYM_ID", "GYM_ID", "REPLAY_GYM_ID", "ConfigError", "GardenerEnv", "GardenerGymEnv", "InvalidActionError",
            "__version__", "load_config"]

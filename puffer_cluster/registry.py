@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+import kernels.cluster_ops as cluster_ops_kernel
 import kernels.simarena as simarena_kernel
 import kernels.world as world
 from puffer_cluster import GYM_ID as GARDENER_GYM_ID
-from puffer_cluster import simarena
+from puffer_cluster import cluster_ops, simarena
 from puffer_cluster.config import ConfigError, world_config
 from puffer_cluster.env import GardenerEnv, GardenerGymEnv, make_gardener_vecenv, world_params
 from puffer_cluster.policies import (
@@ -103,13 +104,30 @@ SIMARENA = EnvSpec(
         "heuristic": lambda num_agents, params, config, seed: RulePolicy(
             num_agents, simarena.heuristic_actions),
         **{name: constant(action) for action, name in enumerate(simarena_kernel.ACTION_NAMES)},
+        **{alias: constant(simarena_kernel.ACTION_NAMES.index(name))
+           for alias, name in simarena.POLICY_ALIASES.items()},
     },
     episode_stats=simarena_kernel.EPISODE_STATS, summarize=simarena.summarize_simarena,
     format_table=simarena.format_simarena_table, gym_id=simarena.GYM_ID,
     gym_env=simarena.SimArenaGymEnv,
     check_config=simarena.simarena_settings, curve_statistic=("environment/solved", "solved fraction"))
 
-ENV_SPECS: dict[str, EnvSpec] = {spec.name: spec for spec in (GARDENER, SIMARENA)}
+CLUSTER_OPS = EnvSpec(
+    name="cluster_ops", make_vecenv=cluster_ops.make_cluster_ops_vecenv,
+    episode_env=cluster_ops.episode_env, obs_size=cluster_ops_kernel.OBS_SIZE,
+    num_actions=cluster_ops_kernel.NUM_ACTIONS, action_names=cluster_ops_kernel.ACTION_NAMES,
+    baselines={
+        "random": lambda num_agents, params, config, seed: RandomPolicy(
+            num_agents, seed, draw=cluster_ops.random_actions),
+        "heuristic": lambda num_agents, params, config, seed: RulePolicy(
+            num_agents, cluster_ops.heuristic_actions),
+    },
+    episode_stats=cluster_ops_kernel.EPISODE_STATS, format_table=cluster_ops.format_table,
+    gym_id=cluster_ops.GYM_ID, gym_env=cluster_ops.ClusterOpsGymEnv,
+    check_config=lambda config: cluster_ops.cluster_ops_params(config.get("cluster_ops")),
+    curve_statistic=("environment/resolved", "incidents resolved"))
+
+ENV_SPECS: dict[str, EnvSpec] = {spec.name: spec for spec in (GARDENER, SIMARENA, CLUSTER_OPS)}
 DEFAULT_ENV = GARDENER.name  # a table row without an "env" key is the gardener's
 
 
@@ -120,10 +138,10 @@ def get_env_spec(name: str) -> EnvSpec:
     return ENV_SPECS[name]
 
 
-def policy_factory(name: str, config: dict, seed: int = 0):
-    """A `make_policy(num_agents, params)` for the config's env: one of its baselines by name,
-    a shipped checkpoint's name or a checkpoint path."""
-    spec = get_env_spec(config["base"]["env_name"])
+def policy_factory(name: str, config: dict, seed: int = 0, env_name: str | None = None):
+    """A `make_policy(num_agents, params)` for the config's env (or `env_name`'s): one of its
+    baselines by name, a shipped checkpoint's name or a checkpoint path."""
+    spec = get_env_spec(env_name or config["base"]["env_name"])
     if name in spec.baselines:
         baseline = spec.baselines[name]
         return lambda num_agents, params: baseline(num_agents, params, config, seed)

@@ -66,6 +66,8 @@ from puffer_cluster.traces import Trace, TraceError, TraceEvent, load_trace
 from puffer_cluster.traces.generate import GeneratedTrace, generate_traces
 from puffer_cluster.traces.ops import Safeguards, TraceOpError, find_deployments
 
+# sim-arena's spellings of the fixed policies that are one action here.
+POLICY_ALIASES = {"scale_replicas": "scale_up"}
 GYM_ID = "PufferCluster/SimArena-v0"
 MIB = 2**20
 # SimArenaEnv steps this many envs or more with the threaded kernel, fewer with the serial one.
@@ -668,6 +670,6 @@ def format_simarena_table(rows: list[dict]) -> str:
         rates = " ".join(f"{row['solved_by_scenario'][kind]:.2f}" for kind in kinds)
         lines.append(f"  {row['name']:<{width}} {rates}")
     lines.append("-" * 78)
-    lines.extend(win_rate_lines(rows, ("random", "heuristic", *ACTION_NAMES)))
+    lines.extend(win_rate_lines(rows, ("random", "heuristic", *ACTION_NAMES, *POLICY_ALIASES)))
     lines.append(rule)
     return "\n".join(lines)

@@ -2,7 +2,9 @@
 
 It speaks just enough of the API for the `kubernetes` client: GET /version, the Simulation
 CRD, cluster-scoped simkube.io/v1 simulations (list, get, create, delete, and watch streaming
-JSON lines), GET namespaces and namespaced pod lists. Every request is recorded (method, path,
+JSON lines), GET namespaces and namespaced pod lists (with an equality labelSelector). `on_create`
+and `on_delete`, when set, are called as hook(server, simulation) after a Simulation is created or
+deleted (the agent loop's tests set and clear pods with them). Every request is recorded (method, path,
 query, JSON body, headers) so tests can check exactly what was sent, and that nothing was
 written.
 
@@ -16,13 +18,20 @@ timeoutSeconds). Steps:
     ("pods", ns, [pod, ...])      set the pods of a namespace (nothing is sent)
     ("until", predicate)          wait (at most 5 s) until predicate(server) is true
     ("interrupt",)                raise KeyboardInterrupt in the main thread (as Ctrl-C does)
+    ("signal", signum)            send the signal to this process (e.g. SIGTERM)
     ("close",)                    end this watch response
+
+For `diagnose --live`, `resources` maps a list path ("/api/v1/nodes", "/api/v1/pods",
+"/apis/apps/v1/deployments", ...) to the items a GET of it returns; with `accept_writes` set,
+PATCH / POST / DELETE of any other path are answered 200 (and recorded), as a cluster that
+allowed them would.
 """
 from __future__ import annotations
 
 import _thread
 import copy
 import json
+import os
 import socket
 import threading
 import time
@@ -104,15 +113,29 @@ class Recorded:
         return self.query.get("watch", "").lower() in ("true", "1")
 
 
-def make_pod(name: str, phase: str = "Running", ready: bool = True) -> dict[str, Any]:
-    """A pod as the API returns it (the client needs spec.containers)."""
+def make_pod(name: str, phase: str = "Running", ready: bool = True,
+             labels: dict[str, str] | None = None, unschedulable: str | None = None) -> dict[str, Any]:
+    """A pod as the API returns it (the client needs spec.containers); `unschedulable` is the
+    scheduler's message on a pod it could not place (condition PodScheduled False)."""
+    conditions = [{"type": "Ready", "status": "True" if ready else "False"}]
+    if unschedulable is not None:
+        conditions.append({"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                           "message": unschedulable})
+    metadata = {"name": name, "uid": f"uid-{name}", "resourceVersion": "1"}
+    if labels:
+        metadata["labels"] = dict(labels)
     return {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "uid": f"uid-{name}", "resourceVersion": "1"},
+        "apiVersion": "v1", "kind": "Pod", "metadata": metadata,
         "spec": {"containers": [{"name": "main", "image": "fake"}]},
-        "status": {"phase": phase,
-                   "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
+        "status": {"phase": phase, "conditions": conditions},
     }
+
+
+def _selected(pod: dict[str, Any], selector: str) -> bool:
+    """Whether a pod's labels match an equality labelSelector ('app=web,tier=front')."""
+    labels = pod["metadata"].get("labels") or {}
+    wanted = (term.split("=", 1) for term in selector.split(",") if term)
+    return all(labels.get(key) == value for key, value in wanted)
 
 
 class FakeKubeAPI:
@@ -126,8 +149,12 @@ class FakeKubeAPI:
         self.pods: dict[str, list[dict]] = {}
         self.requests: list[Recorded] = []
         self.watch_script: list[tuple] = []
+        self.on_create = None
+        self.on_delete = None
         # (method, path) -> (code, reason): answered instead of the normal response, every time.
         self.failures: dict[tuple[str, str], tuple[int, str]] = {}
+        self.resources: dict[str, list[dict]] = {}
+        self.accept_writes = False
         self.git_version = "v1.30.0-fake"
         self._resource_version = 100
         self._lock = threading.RLock()
@@ -294,13 +321,23 @@ class _Handler(BaseHTTPRequestHandler):
                 else:
                     self._status(404, "NotFound", f'namespaces "{rest[0]}" not found')
             elif len(rest) == 2 and rest[1] == "pods":
+                selector = request.query.get("labelSelector", "")
                 with fake._lock:
-                    items = copy.deepcopy(fake.pods.get(rest[0], []))
+                    items = [copy.deepcopy(pod) for pod in fake.pods.get(rest[0], [])
+                             if _selected(pod, selector)]
                 self._send(200, {"apiVersion": "v1", "kind": "PodList",
                                  "metadata": {"resourceVersion": fake.next_resource_version()},
                                  "items": items})
             else:
                 self._status(404, "NotFound", "the server could not find the requested resource")
+        elif method == "GET" and path in fake.resources:
+            with fake._lock:
+                items = copy.deepcopy(fake.resources[path])
+            self._send(200, {"apiVersion": "v1", "kind": "List", "items": items,
+                             "metadata": {"resourceVersion": fake.next_resource_version()}})
+        elif method in WRITE_METHODS and fake.accept_writes:
+            body = request.body if isinstance(request.body, dict) else {}
+            self._send(200, {"kind": "Status", "apiVersion": "v1", "status": "Success", **body})
         else:
             self._status(404, "NotFound", "the server could not find the requested resource")
 
@@ -327,6 +364,8 @@ class _Handler(BaseHTTPRequestHandler):
                                         resourceVersion=fake.next_resource_version(),
                                         creationTimestamp="2026-01-01T00:00:00Z")
                 fake.simulations[new_name] = body
+                if fake.on_create is not None:
+                    fake.on_create(fake, copy.deepcopy(body))
             self._send(201, body)
         elif name and method == "GET":
             with fake._lock:
@@ -338,6 +377,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif name and method == "DELETE":
             with fake._lock:
                 obj = fake.simulations.pop(name, None)
+                if obj is not None and fake.on_delete is not None:
+                    fake.on_delete(fake, copy.deepcopy(obj))
             if obj is None:
                 self._status(404, "NotFound", f'simulations.simkube.io "{name}" not found')
             else:
@@ -399,6 +440,8 @@ class _Handler(BaseHTTPRequestHandler):
                 time.sleep(0.005)
         elif kind == "interrupt":
             _thread.interrupt_main()
+        elif kind == "signal":
+            os.kill(os.getpid(), step[1])
         else:
             raise ValueError(f"unknown watch step {step!r}")
 

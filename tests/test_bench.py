@@ -52,8 +52,10 @@ def test_our_trainer_and_pufferls_are_timed_on_the_same_config(bench):
     assert row["baseline"] == (16, 64, 1) and "params" in row["note"]
 
     puffer = bench.measure_pufferl(64, 1, "ours", plan)
-    if "skipped" in puffer:  # a PufferLib build without its compiled kernel: the reason shows
-        assert puffer["skipped"].startswith("skipped: ")
+    if "skipped" in puffer:  # only a PufferLib build without its compiled kernel is skipped
+        assert puffer["skipped"].startswith(("skipped: no compiled kernel",
+                                             "skipped: train.trainer pufferl: pufferlib.pufferl "
+                                             "does not import")), puffer["skipped"]
         return
     assert puffer["agent_steps_per_s"] > 0 and puffer["steps"] == 32
     assert puffer["params"] == ours["params"]  # the same network as ours

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from puffer_cluster.cluster_ops import ClusterOpsEnv
 from puffer_cluster.config import ConfigError, bundled_config_path, load_config
 from puffer_cluster.env import GardenerEnv
 from puffer_cluster.evaluate import evaluate, format_table
@@ -15,16 +16,18 @@ from puffer_cluster.registry import ENV_SPECS, get_env_spec, policy_factory
 from puffer_cluster.simarena import SimArenaEnv
 from trainers.ppo import minibatch_indices, teacher_weight
 
-CONFIGS = {"gardener": None, "simarena": bundled_config_path("simarena.ini")}
+CONFIGS = {"gardener": None, "simarena": bundled_config_path("simarena.ini"),
+           "cluster_ops": bundled_config_path("cluster_ops.ini")}
 
 
 def small_config(name):
     return load_config(CONFIGS[name], ["--env.height", "6", "--env.width", "6",
-                                       "--env.max-steps", "16", "--simarena.count", "8"])
+                                       "--env.max-steps", "16", "--simarena.count", "8",
+                                       "--cluster_ops.max-steps", "16"])
 
 
 def test_an_unknown_env_name_is_one_config_error():
-    with pytest.raises(ConfigError, match="base.env_name must be one of gardener, simarena, got 'gardner'"):
+    with pytest.raises(ConfigError, match="base.env_name must be one of gardener, simarena, cluster_ops, got 'gardner'"):
         get_env_spec("gardner")
 
 
@@ -46,7 +49,8 @@ def test_every_env_plays_its_baselines_into_its_table(name):
 @pytest.mark.parametrize("make", [
     lambda: GardenerEnv(num_envs=3, seed=4, log_interval=5, height=6, width=6, max_steps=16),
     lambda: SimArenaEnv(num_envs=3, seed=4, log_interval=5, simarena={"count": 4}),
-], ids=["gardener", "simarena"])
+    lambda: ClusterOpsEnv(num_envs=3, seed=4, log_interval=5, cluster_ops={"max_steps": 16}),
+], ids=["gardener", "simarena", "cluster_ops"])
 def test_state_dict_restores_envs_bit_for_bit(make):
     actions = np.random.default_rng(0).integers(0, 7, size=(40, 3)).astype(np.int32)
     first, second = make(), make()

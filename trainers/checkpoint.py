@@ -86,14 +86,14 @@ def _check_policy(payload: dict, path: Path) -> None:
 def load_policy_model(path: str | Path, obs_size: int, num_actions: int, env_name: str):
     """The network of a checkpoint, in eval mode, refused when it does not fit an env of
     `obs_size` observations and `num_actions` actions."""
-    from trainers.models import make_policy
+    from trainers import make_policy_model
     checkpoint = load_checkpoint(path, require_policy=True)
     trained_on = checkpoint["config"].get("base", {}).get("env_name", "?")
-    try:
-        model = make_policy(checkpoint["config"]["policy"], obs_size, num_actions,
-                            checkpoint.get("critic_extra", 0))
-    except (KeyError, ValueError) as error:
-        raise CheckpointError(f"{path}: its [policy] config is unusable ({error})") from None
+    try:  # the trainer's network: PPO's actor-critic, DQN's Q-network, the tabular agent's table
+        model = make_policy_model(checkpoint["config"], obs_size, num_actions,
+                                  checkpoint.get("critic_extra", 0))
+    except (KeyError, ValueError) as error:  # ConfigError is a ValueError
+        raise CheckpointError(f"{path}: its config cannot build the policy ({error})") from None
     expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
     found = {name: tuple(t.shape) for name, t in checkpoint["model"].items()}
     if expected != found:

@@ -12,6 +12,7 @@ import torch
 from puffer_cluster.config import ConfigError
 from puffer_cluster.env import grid_share
 from puffer_cluster.registry import get_env_spec
+from trainers import TRAINERS
 from trainers.models import POLICIES
 
 CRITICS = ("plain", "privileged")
@@ -59,6 +60,7 @@ def validate_train_config(config: dict, world_size: int = 1) -> None:
     """Raise `ConfigError` for the first value of `config` the trainer cannot run with in
     `world_size` processes (each steps an even share of `[env] num_envs`)."""
     base, env, vec, train = config["base"], config["env"], config["vec"], config["train"]
+    _one_of("train.trainer", train["trainer"], tuple(TRAINERS))
     spec = get_env_spec(base["env_name"])
     _at_least("env.num_envs", env["num_envs"], 1)
     grid_share(env["num_envs"], 0, world_size)

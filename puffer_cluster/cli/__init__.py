@@ -7,7 +7,7 @@ import sys
 import warnings
 
 from puffer_cluster import __version__
-from puffer_cluster.cli import evaluate, record, simkube, traces, train, validate
+from puffer_cluster.cli import diagnose, evaluate, record, simkube, status, traces, train, validate
 from puffer_cluster.cli.common import (
     CONFIG_HELP, POLICY_HELP, ArgumentParser, CLIError, as_cli_error, positive_int,
 )
@@ -19,7 +19,7 @@ __all__ = ["CONFIG_HELP", "COMMANDS", "POLICY_HELP", "ArgumentParser", "CLIError
 warnings.filterwarnings("ignore", message="The pynvml package is deprecated", category=FutureWarning)
 
 # The commands, in the order `puffer-cluster --help` lists them.
-COMMANDS = (train, evaluate, traces, validate, simkube, record)
+COMMANDS = (train, evaluate, traces, validate, simkube, diagnose, status, record)
 
 
 def build_parser() -> ArgumentParser:

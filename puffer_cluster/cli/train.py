@@ -1,4 +1,5 @@
-"""`puffer-cluster train`: PPO on the env of the config, or a run resumed from its checkpoint."""
+"""`puffer-cluster train`: the `[train] trainer` (PPO, DQN, the tabular epsilon-greedy agent) on the
+env of the config, or a run resumed from its checkpoint."""
 from __future__ import annotations
 
 from puffer_cluster.cli.common import CONFIG_HELP, CLIError
@@ -8,10 +9,12 @@ from trainers.checkpoint import CheckpointError, load_checkpoint
 
 def _description() -> str:
     sections = ", ".join(f"[{section}]" for section in load_config())
-    return ("Train PPO on the env of the config (the gardener world by default; SimArena with "
-            "--config simarena). The config is configs/gardener.ini, which documents every key, "
-            "updated by --config, then by any key given after the options as --section.key value "
-            "(dashes or underscores; --section.key=value works too), e.g. "
+    return ("Train on the env of the config (the gardener world by default; SimArena with "
+            "--config simarena) with the trainer of [train] trainer: ppo (default), pufferl "
+            "(PufferLib's own PuffeRL: [pufferl] section, --train.teacher none), dqn or "
+            "eps_greedy (e.g. --train.trainer dqn). The config is configs/gardener.ini, which "
+            "documents every key, updated by --config, then by any key given after the options "
+            "as --section.key value (dashes or underscores; --section.key=value works too), e.g. "
             "--train.total-timesteps 5e6 --env.height 32 --policy.name lstm. Config sections: "
             f"{sections}. Each run writes runs/<env_name>__<name>__<seed>__<time>/ under the "
             "current directory ([train] data_dir, default ./runs): TensorBoard events, the "
@@ -19,7 +22,7 @@ def _description() -> str:
 
 
 def add_parser(commands):
-    parser = commands.add_parser("train", help="train PPO (the main job)",
+    parser = commands.add_parser("train", help="train PPO, DQN or the tabular agent (the main job)",
                                  description=_description())
     parser.add_argument("--config", help=CONFIG_HELP + "; quick is a one-minute run")
     parser.add_argument("--resume", help="continue a run from its latest.pt")
@@ -40,17 +43,19 @@ def run(args, overrides: list[str]) -> int:
     Under torchrun every process trains and rank 0 alone speaks (errors too: the others exit
     with the same status, silently)."""
     from puffer_cluster.evaluate import evaluate, format_table
+    from trainers import TRAINERS
     from trainers.distributed import Ranks
-    from trainers.ppo import train
     from trainers.stopping import PeerFailed, TrainingInterrupted
+    from trainers.train_config import validate_train_config
     if args.resume and args.config:
         raise ConfigError("--resume continues with the checkpoint's own config; "
                           "drop --config (overrides are still accepted)")
     main = Ranks.from_environment().main
-    try:  # train() checks the whole config before it creates anything
+    try:  # the trainer checks the whole config before it creates anything
         config = (resumed_config(args.resume, overrides) if args.resume
                   else load_config(args.config, overrides))
-        run_dir = train(config, resume=args.resume)
+        validate_train_config(config)  # [train] trainer names one of TRAINERS
+        run_dir = TRAINERS[config["train"]["trainer"]](config, resume=args.resume)
     except TrainingInterrupted as stop:
         if main:
             print(stop, flush=True)

@@ -1,7 +1,7 @@
 """Replaying a trace in a SimKube cluster (`puffer-cluster simkube run --trace FILE`).
 
 `simulation` builds the Simulation (pure), `client` talks to the cluster, `errors` is the
-taxonomy below.
+taxonomy below, `loop` is sim-arena's agent loop on top of them (`simkube loop`).
 
 The command builds a `simkube.io/v1` `Simulation` (SimKube >= 2.7: cluster-scoped, with the
 required `spec.driver` and `spec.lifecycleParams`), checks the cluster, submits it with the
@@ -29,7 +29,8 @@ Other exit statuses: 0 done (Finished, or the dry run / read-only checks passed)
 (trace, hooks) cannot be read; 2 an unusable trace (version 1, malformed, JSON, empty,
 cluster-scoped objects) or bad arguments/config; 3 an unusable kubeconfig; 9 the Simulation
 Failed; 10 it did not finish within --timeout; 11 the API refused a request during the run
-(or the Simulation was deleted by someone else, or could not be deleted); 130 interrupted.
+(or the Simulation was deleted by someone else, or could not be deleted); 12 the agent loop saw
+no pod of its Deployment; 130 interrupted.
 
 The trace: SimKube's driver reads the trace itself, from `spec.driver.tracePath`: a URL with a
 scheme, `file:///path` for a file on the node that runs the driver (the controller mounts it
@@ -52,8 +53,8 @@ from puffer_cluster.simkube.client import (
 from puffer_cluster.simkube.errors import (
     ApiUnreachableError, CrdMismatchError, CrdMissingError, KubeApiError, KubeconfigError,
     LeftoverPodsError, LeftoverSimulationError, MetricsNamespaceMissingError,
-    NamespaceNotCleanError, PreflightError, SimkubeRunError, SimulationFailedError,
-    SimulationTimeoutError, TraceNotReplayableError,
+    NamespaceNotCleanError, PodsNotObservedError, PreflightError, SimkubeRunError,
+    SimulationFailedError, SimulationTimeoutError, TraceNotReplayableError,
 )
 from puffer_cluster.simkube.simulation import (
     SIMKUBE_GROUP, SIMKUBE_VERSION, SIMULATION_CRD, SIMULATION_PLURAL, LocalTrace, SimkubeSettings,
@@ -66,7 +67,8 @@ __all__ = [
     "SIMKUBE_GROUP", "SIMKUBE_VERSION", "SIMULATION_CRD", "SIMULATION_PLURAL",
     "ApiUnreachableError", "CrdMismatchError", "CrdMissingError", "KubeApiError",
     "KubeconfigError", "LeftoverPodsError", "LeftoverSimulationError", "LocalTrace",
-    "MetricsNamespaceMissingError", "NamespaceNotCleanError", "PreflightError", "SimkubeRunError",
+    "MetricsNamespaceMissingError", "NamespaceNotCleanError", "PodsNotObservedError",
+    "PreflightError", "SimkubeRunError",
     "SimkubeSettings", "SimulationFailedError", "SimulationRun", "SimulationTimeoutError",
     "TraceNotReplayableError", "api_client_from_kubeconfig", "build_simulation", "check_crd",
     "default_simulation_name", "default_timeout", "default_trace_path", "find_kubeconfig",

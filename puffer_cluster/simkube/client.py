@@ -222,11 +222,13 @@ class SimulationRun:
 
 def run_simulation(api, simulation: dict[str, Any], namespaces: list[str], *, timeout_s: float,
                    settings: SimkubeSettings | None = None, echo: Callable[[str], None] = print,
-                   clock: Callable[[], float] = time.monotonic) -> SimulationRun:
+                   clock: Callable[[], float] = time.monotonic,
+                   observe: Callable[..., dict[str, dict]] = observe_pods) -> SimulationRun:
     """Create the Simulation, watch its state until Finished (returns) or Failed
     (SimulationFailedError), observing the pods of `namespaces` while it runs (at most every
     observe_interval seconds, and once at the end), then delete it. It is deleted whatever
-    happens once it may exist: on errors, on a timeout, on KeyboardInterrupt."""
+    happens once it may exist: on errors, on a timeout, on KeyboardInterrupt. `observe(api,
+    namespaces, request_timeout)` reads the pods (the agent loop counts one Deployment's)."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
     settings = settings or SimkubeSettings()
@@ -245,7 +247,8 @@ def run_simulation(api, simulation: dict[str, Any], namespaces: list[str], *, ti
             submitted = False  # refused: nothing of ours exists (a 409 names someone else's)
             raise KubeApiError(f"the API refused Simulation {name}: {_api_reason(exc)}") from None
         echo(f"created Simulation {name}")
-        _Follower(api, custom, run, namespaces, settings, echo, clock, start).follow(created, timeout_s)
+        _Follower(api, custom, run, namespaces, settings, echo, clock, start,
+                  observe).follow(created, timeout_s)
     except BaseException:
         if submitted:
             _delete(custom, name, run, settings, echo, strict=False)
@@ -262,8 +265,10 @@ class _Follower:
     namespaces at most every observe_interval seconds while it is Running."""
 
     def __init__(self, api, custom, run: SimulationRun, namespaces: list[str],
-                 settings: SimkubeSettings, echo, clock, start: float):
+                 settings: SimkubeSettings, echo, clock, start: float,
+                 observe_pods_fn: Callable[..., dict[str, dict]] = observe_pods):
         self.api, self.custom, self.run, self.namespaces = api, custom, run, namespaces
+        self.observe_pods_fn = observe_pods_fn
         self.settings, self.echo, self.clock, self.start = settings, echo, clock, start
         self.server = _server(api)
         self.resource_version: str | None = None
@@ -354,7 +359,7 @@ class _Follower:
             return
         self.last_observed = now
         try:
-            observed = observe_pods(self.api, self.namespaces, self.settings.request_timeout)
+            observed = self.observe_pods_fn(self.api, self.namespaces, self.settings.request_timeout)
         except ApiException as exc:
             raise KubeApiError(f"cannot list the pods of the virtual namespaces: "
                                f"{_api_reason(exc)}") from None

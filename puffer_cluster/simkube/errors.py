@@ -79,6 +79,12 @@ class KubeApiError(SimkubeRunError):
     exit_code = 11
 
 
+class PodsNotObservedError(SimkubeRunError):
+    """The agent loop saw no pod of its Deployment while the Simulation ran."""
+
+    exit_code = 12
+
+
 class TraceNotReplayableError(TraceError):
     """A well-formed trace that SimKube's driver cannot replay (JSON, no events, ...)."""
 
