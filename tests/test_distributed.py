@@ -67,9 +67,10 @@ def test_a_share_of_simarena_envs_cycles_as_the_whole():
 
 
 def test_two_processes_resume_equals_uninterrupted(tmp_path):
-    """Two gloo processes: a run stopped after update 3 and resumed ends bit for bit where the
-    uninterrupted run ends (weights and both processes' envs), and latest.pt holds each
-    process's share of the grids by global index."""
+    """Two gloo processes: a run stopped after update 3 and resumed (in the same processes, rank
+    0 writing slowly) ends bit for bit where the uninterrupted run ends (weights and both
+    processes' envs), and latest.pt holds each process's share of the grids by global index;
+    processes reading different latest.pt files refuse to resume."""
     result = torchrun(REPO / "tests" / "torchrun_train.py", tmp_path, "--policy.name", "lstm",
                       cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -60,7 +61,7 @@ class Ranks:
         if not self.distributed:
             return values
         tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
-        self._collective(dist.all_reduce, tensor)
+        self.collective(dist.all_reduce, tensor)
         return (tensor / self.world_size).tolist()
 
     def max(self, values: list[int]) -> list[int]:
@@ -68,7 +69,7 @@ class Ranks:
         if not self.distributed:
             return values
         tensor = torch.tensor(values, dtype=torch.int64, device=self.device)
-        self._collective(dist.all_reduce, tensor, op=dist.ReduceOp.MAX)
+        self.collective(dist.all_reduce, tensor, op=dist.ReduceOp.MAX)
         return tensor.tolist()
 
     def mean_std(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,7 +80,7 @@ class Ranks:
         sums = torch.stack([x64.sum(), (x64 * x64).sum(), torch.tensor(float(x.numel()),
                                                                        dtype=torch.float64,
                                                                        device=x.device)])
-        self._collective(dist.all_reduce, sums)
+        self.collective(dist.all_reduce, sums)
         total, squares, count = sums.tolist()
         mean = total / count
         variance = max(squares - count * mean * mean, 0.0) / max(count - 1, 1)
@@ -91,7 +92,7 @@ class Ranks:
         if not self.distributed:
             return [obj]
         gathered = [None] * self.world_size
-        self._collective(dist.all_gather_object, gathered, obj)
+        self.collective(dist.all_gather_object, gathered, obj)
         return gathered
 
     def gather(self, obj) -> list | None:
@@ -99,7 +100,7 @@ class Ranks:
         if not self.distributed:
             return [obj]
         gathered = [None] * self.world_size if self.main else None
-        self._collective(dist.gather_object, obj, gathered, dst=0)
+        self.collective(dist.gather_object, obj, gathered, dst=0)
         return gathered
 
     def broadcast(self, obj):
@@ -107,23 +108,35 @@ class Ranks:
         if not self.distributed:
             return obj
         box = [obj]
-        self._collective(dist.broadcast_object_list, box, src=0)
+        self.collective(dist.broadcast_object_list, box, src=0)
         return box[0]
 
-    @staticmethod
-    def _collective(function, *args, **kwargs):
+    def barrier(self) -> None:
+        """Wait until every process has come here."""
+        if self.distributed:
+            self.collective(dist.barrier)
+
+    def collective(self, function, *args, **kwargs):
+        """`function(*args, **kwargs)`: a collective, or a call that runs DDP's (its
+        construction, the backward pass). A process that failed, or did not come within the
+        process group's timeout, raises `PeerFailed` instead of an error of torch's."""
+        if not self.distributed:
+            return function(*args, **kwargs)
         try:
-            function(*args, **kwargs)
+            return function(*args, **kwargs)
         except (dist.DistError, RuntimeError) as error:
-            raise PeerFailed(" ".join(str(error).split())[:200]) from None
+            reason = " ".join(str(error).split())[:200]
+            raise PeerFailed("another process of the run stopped or exceeded "
+                             f"train.collective_timeout ({reason})") from None
 
 
 @contextmanager
-def process_group(ranks: Ranks, device: torch.device):
+def process_group(ranks: Ranks, device: torch.device, timeout_s: float):
     """Join the run's process group for the `with` block: `gloo` on CPU, `nccl` on CUDA (one
-    process, or a group the caller already joined: nothing to do). Each process's Numba threads
-    get an even share of the machine's cores unless NUMBA_NUM_THREADS says otherwise (torchrun
-    already sets OMP_NUM_THREADS=1)."""
+    process, or a group the caller already joined: nothing to do). A collective waits at most
+    `timeout_s` seconds for the other processes, then fails (`PeerFailed`). Each process's Numba
+    threads get an even share of the machine's cores unless NUMBA_NUM_THREADS says otherwise
+    (torchrun already sets OMP_NUM_THREADS=1)."""
     if not ranks.distributed or dist.is_initialized():
         yield
         return
@@ -132,11 +145,12 @@ def process_group(ranks: Ranks, device: torch.device):
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS,
                                          cores // ranks.local_world_size)))
+    timeout = timedelta(seconds=timeout_s)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-        dist.init_process_group("nccl", device_id=device)
+        dist.init_process_group("nccl", device_id=device, timeout=timeout)
     else:
-        dist.init_process_group("gloo")
+        dist.init_process_group("gloo", timeout=timeout)
     try:
         yield
     finally:

@@ -202,7 +202,7 @@ def ppo_update(learner: nn.Module, optimizer, rollout: Rollout, advantages, retu
                 loss = pg_loss - args["ent_coef"] * entropy_loss + v_loss * args["vf_coef"] \
                     + teacher_coef * teacher_loss
             optimizer.zero_grad()
-            loss.backward()
+            ranks.collective(loss.backward)  # DDP all-reduces the gradients here
             nn.utils.clip_grad_norm_(agent.parameters(), args["max_grad_norm"])
             optimizer.step()
         if args["target_kl"] > 0 and ranks.mean([approx_kl.item()])[0] > args["target_kl"]:
@@ -285,14 +285,15 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
     """Train PPO; returns the run directory (final.pt, latest.pt, TensorBoard events, curve).
 
     Under torchrun every process runs this and joins the run's process group (gloo on CPU,
-    nccl on CUDA); all of them return the same run directory, which rank 0 alone writes.
+    nccl on CUDA); all of them return the same run directory, which rank 0 alone writes, once
+    it is written.
     Nothing is created before the config is checked and the env, the network and the held-out
     reference are set up. A signal stops the run with `TrainingInterrupted` (see StopOnSignal);
     a process of the run that fails stops the others with `PeerFailed`."""
     ranks = Ranks.from_environment()
     validate_train_config(config, ranks.world_size)
     device = ranks.rank_device(resolve_device(config["train"]["device"]))
-    with process_group(ranks, device):
+    with process_group(ranks, device, config["train"]["collective_timeout"]):
         return train_process(config, replace(ranks, device=device), resume, run_dir, should_stop,
                              quiet or not ranks.main)
 
@@ -303,6 +304,10 @@ def train_process(config: dict, ranks: Ranks, resume: str | None, run_dir: str |
     spec = get_env_spec(config["base"]["env_name"])
     args = config["train"]
     checkpoint = load_checkpoint(resume, require_training_state=True) if resume else None
+    resumed = ranks.all_gather(checkpoint["iteration"] if checkpoint else None)
+    if len(set(resumed)) > 1:  # a stale copy of latest.pt on another machine
+        raise ConfigError(f"the processes resumed from different updates of {resume} "
+                          f"({resumed}, by rank): every machine must read the same latest.pt")
     if checkpoint is not None and saved_world_size(checkpoint) != ranks.world_size:
         processes = saved_world_size(checkpoint)
         raise ConfigError(f"{resume} was written by {processes} training processes; resume it "
@@ -370,7 +375,8 @@ def train_process(config: dict, ranks: Ranks, resume: str | None, run_dir: str |
     next_obs = torch.as_tensor(next_obs_buffer, device=device)
     next_episode_start, policy_state = carry["next_episode_start"], carry["policy_state"]
     # Gradients averaged over the processes (DDP starts every copy from rank 0's weights).
-    learner = DistributedDataParallel(agent, device_ids=[device] if device.type == "cuda" else None) \
+    learner = ranks.collective(DistributedDataParallel, agent,
+                               device_ids=[device] if device.type == "cuda" else None) \
         if ranks.distributed else agent
 
     run_dir = ranks.broadcast(open_run_dir(config, resume, run_dir) if ranks.main else None)
@@ -484,6 +490,7 @@ def train_process(config: dict, ranks: Ranks, resume: str | None, run_dir: str |
         plot_learning_curve(run_dir / "learning_curve.png", run_dir.name, progress["history"],
                             progress["eval_history"], progress["heuristic_return"],
                             cloning_iterations * batch_size, second_label)
+    ranks.barrier()  # every process returns once rank 0 has written the run (latest.pt included)
     if interrupt.requested:
         raise interrupt.interrupted(f"stopped by {interrupt.signal_name} after update {iteration}")
     return run_dir

@@ -17,8 +17,9 @@ class TrainingInterrupted(Exception):
 
 
 class PeerFailed(RuntimeError):
-    """Another process of a torchrun run stopped (it failed or was killed) while this one
-    waited for it; the message says where latest.pt is and how to resume."""
+    """Another process of a torchrun run stopped (it failed or was killed), or did not come to a
+    collective within `[train] collective_timeout`, while this one waited for it; raised inside
+    the training loop, the message says where latest.pt is and how to resume."""
 
 
 class StopOnSignal:
@@ -64,8 +65,7 @@ class StopOnSignal:
         if exc_type is PeerFailed:
             if self.previous:  # torchrun sends SIGTERM to the survivors now: let the message out
                 signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            raise PeerFailed(self.resume_message(f"another process of the run stopped ({exc})")) \
-                from None
+            raise PeerFailed(self.resume_message(str(exc))) from None
 
     @property
     def signal_name(self) -> str:

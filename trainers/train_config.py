@@ -86,6 +86,9 @@ def validate_train_config(config: dict, world_size: int = 1) -> None:
     resolve_device(train["device"])
     _one_of("train.precision", train["precision"], PRECISIONS)
     _at_least("train.torch_threads", train["torch_threads"], 0)
+    if not (math.isfinite(train["collective_timeout"]) and train["collective_timeout"] > 0):
+        raise ConfigError("train.collective_timeout must be a positive number of seconds, got "
+                          f"{train['collective_timeout']}")
     if not (math.isfinite(train["learning_rate"]) and train["learning_rate"] > 0):
         raise ConfigError(f"train.learning_rate must be a finite number > 0, "
                           f"got {train['learning_rate']}")
