@@ -26,7 +26,7 @@ import numba
 import numpy as np
 import pufferlib.vector
 
-from kernels import fast, reference
+from kernels import event, reference
 from kernels.policies import random_actions
 from kernels.world import OBS_SIZE, allocate_state, grid_seeds, state_bytes_per_grid
 from puffer_cluster.env import GardenerEnv, GardenerGymEnv, world_params
@@ -153,7 +153,7 @@ class KernelWorld:
     def __init__(self, backend, params, grids: int):
         self.backend, self.params = backend, params
         agents = grids * params.agents_per_grid
-        self.state = allocate_state(grids, params)
+        self.state = allocate_state(grids, params, event=backend is event)
         self.state.grid_seed[:] = grid_seeds(SEED, 0, grids)
         self.observations = np.zeros((agents, OBS_SIZE), dtype=np.float32)
         self.rewards = np.zeros(agents, dtype=np.float32)
@@ -172,7 +172,7 @@ def numba_section(plan: Plan, thread_counts: list[int]) -> Section:
     for grid in plan.grid_sizes:
         for grids in plan.batches:
             rows += numba_rows(grid, grids, thread_counts, plan.seconds_per_row)
-    return Section("Numba kernel (`kernels.fast.step` on a `WorldState`)", THROUGHPUT_COLUMNS,
+    return Section("Numba kernel (`kernels.event.step` on a `WorldState`)", THROUGHPUT_COLUMNS,
                    rows, ["Rows with several threads are compared with the same grid and batch "
                           "on 1 thread: the thread scaling."])
 
@@ -182,7 +182,7 @@ def numba_rows(grid: int, grids: int, thread_counts: list[int], seconds: float) 
     if skipped:
         return [throughput_row(NUMBA, grid, grids, str(threads), None, None, skipped)
                 for threads in thread_counts]
-    world = KernelWorld(fast, square_params(grid), grids)
+    world = KernelWorld(event, square_params(grid), grids)
     rows = []
     for threads in thread_counts:
         numba.set_num_threads(threads)

@@ -2,11 +2,14 @@
 gardener never does (the episode clock, the whole grid's pressure, the OOM counts towards collapse).
 
 They are appended after the 30 observation values when `GardenerEnv(critic_features=True)`; the
-actor reads only the first 30. Every feature lies in [0, 1].
+actor reads only the first 30. Every feature lies in [0, 1]. They are computed densely from the
+node records' closed forms (either kernel's layout): they exist only in training.
 """
 import numpy as np
 from numba import njit, prange
 
+from kernels.fixed import ONE, PRIO, ratio_float_nb
+from kernels.rules import cpu_now, mem_now
 from kernels.world import OBS_SIZE
 
 CRITIC_FEATURES = (
@@ -31,34 +34,36 @@ HOT_MEM = 0.6
 def _grid_features(state, params, g, out):
     height, width = params.height, params.width
     nodes = height * width
-    cpu_sum = mem_sum = max_mem = crit_sum = 0.0
+    records = state.nodes[g]
+    table = params.entropy_integral
+    t = state.step[g]
+    hot_fx = int(HOT_MEM * ONE)
+    cpu_sum = mem_sum = max_mem = crit_sum = 0
     hot = crit = 0
-    block_sum = np.zeros(MAP_BLOCKS * MAP_BLOCKS)
-    block_count = np.zeros(MAP_BLOCKS * MAP_BLOCKS)
+    block_sum = np.zeros(MAP_BLOCKS * MAP_BLOCKS, dtype=np.int64)
+    block_count = np.zeros(MAP_BLOCKS * MAP_BLOCKS, dtype=np.int64)
     for i in range(nodes):
-        cap = np.float64(state.cap[g, i])
-        cpu = min(1.0, (np.float64(state.cpu_base[g, i]) + np.float64(state.spike[g, i])) / cap)
-        mem = min(1.0, np.float64(state.mem[g, i]) / cap)
-        cpu_sum += cpu
+        mem = min(ONE, mem_now(table, records, i, t))
+        cpu_sum += cpu_now(records, i, t)
         mem_sum += mem
         max_mem = max(max_mem, mem)
-        hot += mem >= HOT_MEM
-        if state.prio[g, i] >= params.crit_threshold:
+        hot += mem >= hot_fx
+        if records[i, PRIO] >= params.crit_fx:
             crit += 1
             crit_sum += mem
         block = (i // width) * MAP_BLOCKS // height * MAP_BLOCKS + (i % width) * MAP_BLOCKS // width
         block_sum[block] += mem
         block_count[block] += 1
     out[0] = min(1.0, state.step[g] / params.max_steps)
-    out[1] = cpu_sum / nodes
-    out[2] = mem_sum / nodes
-    out[3] = max_mem
+    out[1] = ratio_float_nb(cpu_sum) / nodes
+    out[2] = ratio_float_nb(mem_sum) / nodes
+    out[3] = ratio_float_nb(max_mem)
     out[4] = hot / nodes
-    out[5] = crit_sum / crit if crit > 0 else 0.0
+    out[5] = ratio_float_nb(crit_sum) / crit if crit > 0 else 0.0
     out[6] = min(1.0, state.ep_oom[g] / params.oom_collapse_count)
     out[7] = min(1.0, state.ep_crit[g] / params.crit_limit)
     for b in range(MAP_BLOCKS * MAP_BLOCKS):
-        out[NUM_SUMMARY_FEATURES + b] = block_sum[b] / block_count[b]
+        out[NUM_SUMMARY_FEATURES + b] = ratio_float_nb(block_sum[b]) / block_count[b]
 
 
 @njit(parallel=True, nogil=True, cache=True)

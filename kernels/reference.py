@@ -1,12 +1,20 @@
-"""The NumPy reference: the whole gardener world in plain array code, the kernel's specification.
+"""The NumPy reference of World v2: the whole gardener world in plain array code, the
+specification the Numba kernels (`kernels.dense`, `kernels.event`) reproduce bit for bit.
 
-Vectorised over grids (and nodes where a rule allows). It reproduces the Numba kernel bit for
-bit: float64 arithmetic on float32 storage in the same operation order, and sequential sums
-(`np.cumsum`, never the pairwise `np.sum`) in node order. It is slow; tests and small
-benchmarks use it to check `kernels.fast`.
+Dense: every step evaluates every node's closed forms (`kernels.fixed`). Vectorised over grids
+(and nodes where a rule allows); integer sums are exact, so their order does not matter. It is
+slow; tests and small benchmarks use it to check the kernels.
+
+`move_agents` and `settle` are shared with the trace replay's reference, as is `scale_nodes`,
+the replay's float capacity rule (the replay state keeps v1's float loads).
 """
 import numpy as np
 
+from kernels.fixed import (
+    CAP, CAP_ONE, CPU_BASE, FADE, FRACTION_ONE, LEAK, MEM, MEM_T, ONE, PRIO, PRIO_UNIT, SPIKE,
+    SPIKE_T, clean_waste, cpu_at, entropy_integral, initial_node, mean_load, mem_at, mul_div,
+    oom_cost, ratio_float, spike_at, to_fixed,
+)
 from kernels.rng import (
     STREAM_AGENT_X, STREAM_AGENT_Y, STREAM_BASE_LOAD, STREAM_CRITICAL, STREAM_EPISODE,
     STREAM_LEAK, STREAM_MEM_INIT, STREAM_PRIO, STREAM_SPIKE_COUNT, STREAM_SPIKE_NODE,
@@ -20,6 +28,7 @@ from kernels.world import (
 )
 
 f64 = np.float64
+CAP_UNIT = 1.0 / CAP_ONE
 
 
 def _uniform(seeds, step, node, stream):
@@ -29,9 +38,20 @@ def _uniform(seeds, step, node, stream):
     return unit_float(counter_hash(seeds, step, node, np.full(seeds.shape, stream)))
 
 
-def _sequential_sum(values):
-    """Row sums accumulated left to right, as the kernel's loops do."""
-    return np.cumsum(values, axis=1)[:, -1]
+def _mem_now(params, record, t):
+    """Memory ratios of node records (..., fields) at steps `t` (broadcast against them)."""
+    table = params.entropy_integral
+    return mem_at(record[..., MEM], record[..., LEAK], entropy_integral(table, t),
+                  entropy_integral(table, record[..., MEM_T]))
+
+
+def _cpu_now(record, t):
+    return cpu_at(record[..., CPU_BASE], record[..., SPIKE], record[..., FADE],
+                  t - record[..., SPIKE_T])
+
+
+def _spike_now(record, t):
+    return spike_at(record[..., SPIKE], record[..., FADE], t - record[..., SPIKE_T])
 
 
 def reset_grids(state, params, observations, grids=None):
@@ -45,20 +65,14 @@ def reset_grids(state, params, observations, grids=None):
     state.episode_seed[grids] = seeds
     seed_col = seeds[:, None]
     nodes = np.arange(params.height * params.width, dtype=np.uint64)[None, :]
-
-    u = _uniform(seed_col, 0, nodes, STREAM_BASE_LOAD)
-    state.cpu_base[grids] = params.base_load_min + (params.base_load_max - params.base_load_min) * u
-    u = _uniform(seed_col, 0, nodes, STREAM_MEM_INIT)
-    state.mem[grids] = params.mem_init_min + (params.mem_init_max - params.mem_init_min) * u
-    u = _uniform(seed_col, 0, nodes, STREAM_LEAK)
-    state.leak[grids] = params.leak_min + (params.leak_max - params.leak_min) * (u * u)
-    up = _uniform(seed_col, 0, nodes, STREAM_PRIO)
-    critical = _uniform(seed_col, 0, nodes, STREAM_CRITICAL) < params.crit_fraction
-    state.prio[grids] = np.where(critical,
-                                 params.crit_threshold + (1.0 - params.crit_threshold) * up,
-                                 (params.crit_threshold - 0.01) * up)
-    state.cap[grids] = 1.0
-    state.spike[grids] = 0.0
+    base, mem, leak, prio = initial_node(
+        params, *(_uniform(seed_col, 0, nodes, stream) for stream in (
+            STREAM_BASE_LOAD, STREAM_MEM_INIT, STREAM_LEAK, STREAM_PRIO, STREAM_CRITICAL)))
+    record = np.zeros(state.nodes[grids].shape, dtype=np.int64)
+    record[..., MEM], record[..., LEAK] = mem, leak
+    record[..., CPU_BASE], record[..., PRIO] = base, prio
+    record[..., FADE], record[..., CAP] = params.fade_fx, CAP_ONE
+    state.nodes[grids] = record
     agents = np.arange(params.agents_per_grid, dtype=np.uint64)[None, :]
     state.agent_y[grids] = (_uniform(seed_col, 0, agents, STREAM_AGENT_Y) * params.height).astype(np.int64)
     state.agent_x[grids] = (_uniform(seed_col, 0, agents, STREAM_AGENT_X) * params.width).astype(np.int64)
@@ -73,6 +87,7 @@ def observe(state, params, observations, grids=None):
     """Write the 30-value observation of every agent of `grids` (default all)."""
     grids = np.arange(state.step.shape[0]) if grids is None else np.asarray(grids)
     height, width, agents = params.height, params.width, params.agents_per_grid
+    t = state.step[grids]
     for a in range(agents):
         rows = grids * agents + a
         y, x = state.agent_y[grids, a], state.agent_x[grids, a]
@@ -81,12 +96,11 @@ def observe(state, params, observations, grids=None):
             for dx in (-1, 0, 1):
                 ny, nx = y + dy, x + dx
                 inside = (ny >= 0) & (ny < height) & (nx >= 0) & (nx < width)
-                i = np.where(inside, ny * width + nx, 0)
-                cap = state.cap[grids, i].astype(f64)
-                cpu = np.minimum(1.0, (state.cpu_base[grids, i].astype(f64)
-                                       + state.spike[grids, i].astype(f64)) / cap)
-                mem = np.minimum(1.0, state.mem[grids, i].astype(f64) / cap)
-                for c, value in enumerate((cpu, mem, state.prio[grids, i])):
+                record = state.nodes[grids, np.where(inside, ny * width + nx, 0)]
+                cpu = ratio_float(_cpu_now(record, t))
+                mem = ratio_float(np.minimum(ONE, _mem_now(params, record, t)))
+                prio = record[:, PRIO] * PRIO_UNIT
+                for c, value in enumerate((cpu, mem, prio)):
                     observations[rows, k + c] = np.where(inside, value, OUTSIDE)
                 k += NUM_CHANNELS
         observations[rows, OBS_Y] = y / (height - 1.0)
@@ -95,13 +109,14 @@ def observe(state, params, observations, grids=None):
 
 
 def _apply_actions(state, params, actions):
-    """Rule 1: each agent's action, in agent order, paid from the grid's budget.
-    Returns the per-grid invalid-action count and cleaning waste."""
+    """Rule 1: each agent's action, in agent order, paid from the grid's budget, at the step
+    before time advances. Returns the per-grid invalid-action count and cleaning waste."""
     num_grids = state.step.shape[0]
     grids = np.arange(num_grids)
     height, width = params.height, params.width
+    t = state.step
     invalid = np.zeros(num_grids, dtype=np.int64)
-    clean_waste = np.zeros(num_grids)
+    waste = np.zeros(num_grids, dtype=np.int64)
     for a in range(params.agents_per_grid):
         action = actions[grids * params.agents_per_grid + a].astype(np.int64)
         out_of_range = (action < 0) | (action >= NUM_ACTIONS)
@@ -115,20 +130,55 @@ def _apply_actions(state, params, actions):
         cleaning &= can_pay
         state.budget[cleaning] -= params.clean_cost
         state.ep_spent[cleaning] += params.clean_cost
-        keep = 1.0 - params.clean_fraction
         for dy in (-1, 0, 1):
             for dx in (-1, 0, 1):
                 ny, nx = y + dy, x + dx
                 hit = cleaning & (ny >= 0) & (ny < height) & (nx >= 0) & (nx < width)
                 g, i = grids[hit], (ny * width + nx)[hit]
-                ratio = state.mem[g, i].astype(f64) / state.cap[g, i].astype(f64)
-                clean_waste[g] += np.maximum(0.0, params.clean_useful_mem - ratio)
-                state.mem[g, i] = state.mem[g, i].astype(f64) * keep
-                state.spike[g, i] = state.spike[g, i].astype(f64) * keep
+                record = state.nodes[g, i]
+                mem = _mem_now(params, record, t[g])
+                waste[g] += np.maximum(0, params.useful_fx - mem)
+                record[:, MEM] = mul_div(mem, params.keep_fx, FRACTION_ONE)
+                record[:, MEM_T] = t[g]
+                record[:, SPIKE] = mul_div(_spike_now(record, t[g]), params.keep_fx, FRACTION_ONE)
+                record[:, SPIKE_T] = t[g]
+                state.nodes[g, i] = record
 
-        invalid += scale_nodes(state, params, a, action)
+        invalid += _scale(state, params, a, action)
         move_agents(state, params, a, action)
-    return invalid, clean_waste
+    return invalid, waste
+
+
+def _scale(state, params, a, action):
+    """SCALE_HALF / SCALE_FULL of agent a (World v2): capacity rises by a half or a full unit
+    (partial when the budget is short), and every ratio of the node is rescaled by
+    old cap / new cap. Returns, per grid, whether a scale added nothing (invalid)."""
+    grids = np.arange(state.step.shape[0])
+    scaling = (action == SCALE_HALF) | (action == SCALE_FULL)
+    unit = np.where(action == SCALE_HALF, CAP_ONE // 2, CAP_ONE)
+    i = state.agent_y[:, a] * params.width + state.agent_x[:, a]
+    cap = state.nodes[grids, i, CAP]
+    added = np.minimum(unit, params.cap_max_fx - cap)
+    cost = params.scale_cost * (added * CAP_UNIT)
+    short = scaling & (added > 0) & (state.budget < cost)
+    added = np.where(short, (added * (state.budget / np.where(short, cost, 1.0))).astype(np.int64),
+                     added)
+    cost = np.where(short, state.budget, cost)
+    paid = scaling & (added > 0)
+    state.budget[paid] -= cost[paid]
+    state.ep_spent[paid] += cost[paid]
+    g, i, cap, new_cap = grids[paid], i[paid], cap[paid], cap[paid] + added[paid]
+    t = state.step[g]
+    record = state.nodes[g, i]
+    record[:, MEM] = mul_div(_mem_now(params, record, t), cap, new_cap)
+    record[:, MEM_T] = t
+    record[:, SPIKE] = mul_div(_spike_now(record, t), cap, new_cap)
+    record[:, SPIKE_T] = t
+    for field in (LEAK, CPU_BASE, FADE):
+        record[:, field] = mul_div(record[:, field], cap, new_cap)
+    record[:, CAP] = new_cap
+    state.nodes[g, i] = record
+    return scaling & ~paid
 
 
 def scale_nodes(state, params, a, action):
@@ -159,19 +209,12 @@ def move_agents(state, params, a, action):
     state.agent_x[:, a] = np.where(inside, nx, x)
 
 
-def _advance_time(state, params):
-    """Rule 2: memory leaks at leak * E(t), E(t) = 1 + t / horizon; spikes decay."""
-    state.step[:] += 1
-    entropy = (1.0 + state.step / params.red_queen_horizon)[:, None]
-    state.mem[:] = state.mem.astype(f64) + state.leak.astype(f64) * entropy
-    state.spike[:] = state.spike.astype(f64) * params.spike_decay
-
-
-def _land_spikes(state, params):
-    """Rule 3: a seeded number of spikes land on seeded nodes; cpu >= 1 is an overload."""
+def _land_spikes(state, params, t):
+    """Rule 3: a seeded number of spikes land on seeded nodes; cpu >= 1 is an overload, which
+    also raises the node's memory pressure."""
     num_grids = state.step.shape[0]
     nodes = params.height * params.width
-    seeds, t = state.episode_seed, state.step
+    seeds = state.episode_seed
     count = (params.spike_rate * nodes + _uniform(seeds, t, 0, STREAM_SPIKE_COUNT)).astype(np.int64)
     overloads = np.zeros(num_grids, dtype=np.int64)
     for j in range(int(count.max(initial=0))):
@@ -180,32 +223,39 @@ def _land_spikes(state, params):
                        nodes - 1)
         size = params.spike_min + (params.spike_max - params.spike_min) \
             * _uniform(seeds[g], t[g], j, STREAM_SPIKE_SIZE)
-        state.spike[g, i] = state.spike[g, i].astype(f64) + size
-        cap = state.cap[g, i].astype(f64)
-        over = (state.cpu_base[g, i].astype(f64) + state.spike[g, i].astype(f64)) / cap >= 1.0
+        record = state.nodes[g, i]
+        spike = _spike_now(record, t[g]) + mul_div(to_fixed(size, ONE), CAP_ONE, record[:, CAP])
+        record[:, SPIKE] = spike
+        record[:, SPIKE_T] = t[g]
+        over = record[:, CPU_BASE] + spike >= ONE
         overloads[g[over]] += 1
-        state.mem[g[over], i[over]] = state.mem[g[over], i[over]].astype(f64) \
-            + params.overload_mem_jump * cap[over]
+        record[over, MEM] = _mem_now(params, record[over], t[g[over]]) + params.jump_fx
+        record[over, MEM_T] = t[g[over]]
+        state.nodes[g, i] = record
     return overloads
 
 
-def _out_of_memory(state, params):
-    """Rule 4: nodes at mem >= 1 restart; returns OOMs, critical OOMs and their cost."""
-    cap = state.cap.astype(f64)
-    oom = state.mem.astype(f64) / cap >= 1.0
-    prio = state.prio.astype(f64)
-    cost = np.where(oom, params.oom_penalty * (1.0 + params.crit_weight * prio), 0.0)
-    state.mem[:] = np.where(oom, params.restart_mem * cap, state.mem)
-    state.spike[oom] = 0.0
-    crits = (oom & (prio >= params.crit_threshold)).sum(axis=1)
-    return oom.sum(axis=1), crits, _sequential_sum(cost)
+def _out_of_memory(state, params, t):
+    """Rule 4: nodes at mem >= 1 restart (memory at restart_mem, spikes cleared).
+    Returns OOMs, critical OOMs and the sum of their priorities, per grid."""
+    record = state.nodes
+    oom = _mem_now(params, record, t[:, None]) >= ONE
+    restart = np.where(oom, 1, 0)
+    keep = 1 - restart
+    step = np.broadcast_to(t[:, None], oom.shape)
+    record[..., MEM] = keep * record[..., MEM] + restart * params.restart_fx
+    record[..., MEM_T] = np.where(oom, step, record[..., MEM_T])
+    record[..., SPIKE] = keep * record[..., SPIKE]
+    record[..., SPIKE_T] = np.where(oom, step, record[..., SPIKE_T])
+    prio = record[..., PRIO]
+    crits = (oom & (prio >= params.crit_fx)).sum(axis=1)
+    return oom.sum(axis=1), crits, (prio * restart).sum(axis=1)
 
 
-def _mean_load(state, params):
-    cap = state.cap.astype(f64)
-    cpu = np.minimum(1.0, (state.cpu_base.astype(f64) + state.spike.astype(f64)) / cap)
-    mem = np.minimum(1.0, state.mem.astype(f64) / cap)
-    return _sequential_sum(0.5 * (cpu + mem)) / (params.height * params.width)
+def _load_sum(state, params, t):
+    """Sum over nodes of the clipped cpu ratio plus the memory ratio, exact in integers."""
+    record = state.nodes
+    return (_cpu_now(record, t[:, None]) + _mem_now(params, record, t[:, None])).sum(axis=1)
 
 
 def settle(state, params, ooms, crits, oom_cost, overloads, clean_waste, invalid, mean_load,
@@ -251,18 +301,21 @@ def settle(state, params, ooms, crits, oom_cost, overloads, clean_waste, invalid
 
 
 def step(state, params, actions, observations, rewards, terminals, truncations, auto_reset=True):
-    """One step of every grid; same contract as `kernels.fast.step`."""
-    invalid, clean_waste = _apply_actions(state, params, actions)
-    _advance_time(state, params)
-    overloads = _land_spikes(state, params)
-    ooms, crits, oom_cost = _out_of_memory(state, params)
-    mean_load = _mean_load(state, params)
+    """One step of every grid; same contract as `kernels.dense.step`."""
+    invalid, waste = _apply_actions(state, params, actions)
+    # Rule 2: time advances; the closed forms carry the leak and the spikes' fade.
+    state.step[:] += 1
+    t = state.step
+    overloads = _land_spikes(state, params, t)
+    ooms, crits, prio_sum = _out_of_memory(state, params, t)
+    load = mean_load(_load_sum(state, params, t), params.height * params.width)
     # Rule 5: the budget recovers slowly.
     state.budget[:] = np.minimum(1.0, state.budget + params.budget_regen)
 
     # Reward, statistics, and the end of the episode.
-    done = settle(state, params, ooms, crits, oom_cost, overloads, clean_waste, invalid, mean_load,
-                  params.max_steps, rewards, terminals, truncations)
+    done = settle(state, params, ooms, crits, oom_cost(params, ooms, prio_sum), overloads,
+                  clean_waste(waste), invalid, load, params.max_steps, rewards, terminals,
+                  truncations)
     observe(state, params, observations)
     if auto_reset:
         state.episode[done] += np.uint64(1)

@@ -1,13 +1,18 @@
 """The gardener world's vocabulary: actions, channels, parameters, state layout and statistics.
 
-Shared by the NumPy reference (`kernels.reference`) and the Numba kernel (`kernels.fast`).
-State is struct-of-arrays: one array per quantity, first axis the grid, so that thousands of
-grids step in one call and any slice of grids is itself a valid batch.
+Shared by the three implementations of World v2 (docs/WORLD_V2.md): the NumPy reference
+(`kernels.reference`), the dense Numba kernel (`kernels.dense`) and the event-driven one
+(`kernels.event`). The fixed-point format and the closed forms live in `kernels.fixed`.
 """
 from typing import NamedTuple
 
 import numpy as np
 
+from kernels import fixed
+from kernels.fixed import (
+    CAP_ONE, EVENT_NODE_FIELDS, FRACTION_ONE, G_ONE, NEVER, NODE_FIELDS, ONE, PRIO_ONE, PRIO_UNIT,
+    cpu_at, entropy_integral, mem_at, ratio_float,
+)
 from kernels.rng import STREAM_GRID, counter_hash
 
 # Actions: Discrete(8).
@@ -40,7 +45,8 @@ NUM_STATS = len(EPISODE_STATS)
 
 
 class WorldParams(NamedTuple):
-    """Every constant of the world; built from the `[env]` section of the config."""
+    """Every constant of the world: the `[env]` section of the config, then the fixed-point
+    values derived from it once (kernels.fixed's units)."""
     height: int
     width: int
     agents_per_grid: int
@@ -55,7 +61,7 @@ class WorldParams(NamedTuple):
     spike_rate: float
     spike_min: float
     spike_max: float
-    spike_decay: float
+    spike_fade: float
     overload_mem_jump: float
     restart_mem: float
     crit_fraction: float
@@ -76,17 +82,33 @@ class WorldParams(NamedTuple):
     collapse_penalty: float
     crit_limit: int
     oom_collapse_count: int  # total OOMs that collapse the cluster (config: oom_limit, a node fraction)
+    # Derived, in fixed point.
+    entropy_integral: np.ndarray  # int64 (max_steps + 1,): G[t] = sum_{s<=t} E(s), G_ONE units
+    fade_fx: int         # spike load lost per step at cap 1 (ratio units)
+    jump_fx: int         # overload memory jump (ratio units)
+    restart_fx: int      # memory pressure after an OOM restart
+    useful_fx: int       # clean_useful_mem
+    keep_fx: int         # 1 - clean_fraction, FRACTION_ONE units
+    cap_max_fx: int      # cap_max, CAP_ONE units
+    crit_fx: int         # crit_threshold, PRIO_ONE units
+
+
+CONFIG_FIELDS = WorldParams._fields[:WorldParams._fields.index("oom_collapse_count")]
 
 
 class WorldState(NamedTuple):
-    """All mutable state of `num_grids` grids. Node arrays are (grids, height * width), row-major."""
-    # Per node. Loads are absolute (in units of one base capacity); ratios divide by `cap`.
-    cpu_base: np.ndarray     # float32, steady CPU load
-    spike: np.ndarray        # float32, CPU load of decaying spikes
-    mem: np.ndarray          # float32, memory load, rises by the leak every step
-    leak: np.ndarray         # float32, leak rate (per step, at E(t) = 1)
-    prio: np.ndarray         # float32, importance in [0, 1]
-    cap: np.ndarray          # float32, capacity multiplier >= 1
+    """All mutable state of `num_grids` grids (first axis the grid; any slice of grids is a batch).
+
+    `nodes` holds one int64 record per node (kernels.fixed: MEM, MEM_T, LEAK, CPU_BASE, SPIKE,
+    SPIKE_T, FADE, CAP, PRIO, then the event kernel's queue fields); ratios are stored, so the
+    observation reads them without a division.
+    """
+    nodes: np.ndarray        # int64 (grids, height * width, NODE_FIELDS or EVENT_NODE_FIELDS)
+    # Event kernel only (no rows for the dense kernels): exact integer sums over the grid's nodes
+    # (kernels.event: MEM_SUM, MEM_RATE, CPU_SUM, CPU_SLOPE) and the heads of its two timing
+    # wheels, one slot per step of the episode.
+    sums: np.ndarray         # int64 (grids, 4)
+    wheel: np.ndarray        # int64 (grids, 2, max_steps + 1): first node due (cpu, OOM) or NEVER
     # Per agent: (grids, agents_per_grid).
     agent_y: np.ndarray      # int64
     agent_x: np.ndarray      # int64
@@ -111,14 +133,26 @@ class WorldState(NamedTuple):
 
 # Constraints that keep every observation finite and within [-1, 1] (checked by make_params).
 NON_NEGATIVE = (
-    "base_load_min", "mem_init_min", "leak_min", "spike_rate", "spike_min", "overload_mem_jump",
-    "clean_cost", "scale_cost", "budget_regen", "health_bonus", "oom_penalty", "crit_weight",
-    "overload_penalty", "clean_waste_penalty", "invalid_penalty", "collapse_penalty",
+    "base_load_min", "mem_init_min", "leak_min", "spike_rate", "spike_min", "spike_fade",
+    "overload_mem_jump", "clean_cost", "scale_cost", "budget_regen", "health_bonus",
+    "oom_penalty", "crit_weight", "overload_penalty", "clean_waste_penalty", "invalid_penalty",
+    "collapse_penalty",
 )
-UNIT_INTERVAL = ("spike_decay", "crit_fraction", "crit_threshold", "clean_fraction",
+UNIT_INTERVAL = ("crit_fraction", "crit_threshold", "clean_fraction",
                  "clean_useful_mem", "budget_init", "restart_mem", "mem_init_max")
 ORDERED_PAIRS = (("base_load_min", "base_load_max"), ("mem_init_min", "mem_init_max"),
                  ("leak_min", "leak_max"), ("spike_min", "spike_max"))
+# Bounds that keep every fixed-point product inside int64 (docs/WORLD_V2.md, "Overflow").
+MAX_CAP = 64.0
+MAX_LOAD = 16.0  # base_load_max, spike_max, spike_fade, overload_mem_jump
+MAX_STEPS = 1 << 20
+MAX_LEAK_GROWTH = 2.0 ** 20  # leak_max * G(max_steps): the most a node can leak in an episode
+
+
+def entropy_table(max_steps: int, horizon: float) -> np.ndarray:
+    """G[t] = sum over s = 1..t of E(s), E(s) = 1 + s / horizon, rounded once to G_ONE units."""
+    t = np.arange(max_steps + 1, dtype=np.float64)
+    return np.floor((t + t * (t + 1.0) / (2.0 * horizon)) * G_ONE + 0.5).astype(np.int64)
 
 
 def make_params(env_config: dict) -> WorldParams:
@@ -127,9 +161,8 @@ def make_params(env_config: dict) -> WorldParams:
     Raises ValueError naming the first constant outside its valid range.
     """
     values = {}
-    for name, kind in WorldParams.__annotations__.items():
-        if name == "oom_collapse_count":
-            continue
+    for name in CONFIG_FIELDS:
+        kind = WorldParams.__annotations__[name]
         values[name] = int(env_config[name]) if kind is int else float(env_config[name])
     problems = [f"{name} = {value} is not finite" for name, value in values.items()
                 if not np.isfinite(value)]
@@ -144,30 +177,49 @@ def make_params(env_config: dict) -> WorldParams:
     for name in ("agents_per_grid", "max_steps", "crit_limit"):
         if values[name] < 1:
             problems.append(f"{name} = {values[name]} must be at least 1")
+    if values["max_steps"] > MAX_STEPS:
+        problems.append(f"max_steps = {values['max_steps']} must be at most {MAX_STEPS}")
     if values["red_queen_horizon"] <= 0:
         problems.append("red_queen_horizon must be > 0")
-    if values["cap_max"] < 1:
-        problems.append("cap_max must be >= 1 (capacity starts at 1)")
+    if not 1 <= values["cap_max"] <= MAX_CAP:
+        problems.append(f"cap_max must be within [1, {MAX_CAP:g}] (capacity starts at 1)")
+    for name in ("base_load_max", "spike_max", "spike_fade", "overload_mem_jump"):
+        if values[name] > MAX_LOAD:
+            problems.append(f"{name} = {values[name]} must be at most {MAX_LOAD:g}")
     oom_fraction = float(env_config["oom_limit"])
     if not 0.0 < oom_fraction <= 1.0:
         problems.append(f"oom_limit = {oom_fraction} must be a fraction of the nodes in (0, 1]")
+    if not problems:
+        table = entropy_table(values["max_steps"], values["red_queen_horizon"])
+        if values["leak_max"] * table[-1] / G_ONE > MAX_LEAK_GROWTH:
+            problems.append(f"leak_max = {values['leak_max']} leaks more than "
+                            f"{MAX_LEAK_GROWTH:g} in max_steps (int64 overflow)")
     if problems:
         raise ValueError("invalid world parameters: " + "; ".join(problems))
-    oom_collapse_count = max(1, int(round(oom_fraction * height * width)))
-    return WorldParams(**values, oom_collapse_count=oom_collapse_count)
+    return WorldParams(
+        **values, oom_collapse_count=max(1, int(round(oom_fraction * height * width))),
+        entropy_integral=table,
+        fade_fx=int(values["spike_fade"] * ONE),
+        jump_fx=int(values["overload_mem_jump"] * ONE),
+        restart_fx=int(values["restart_mem"] * ONE),
+        useful_fx=int(values["clean_useful_mem"] * ONE),
+        keep_fx=FRACTION_ONE - int(round(values["clean_fraction"] * FRACTION_ONE)),
+        cap_max_fx=int(values["cap_max"] * CAP_ONE),
+        crit_fx=int(values["crit_threshold"] * PRIO_ONE),
+    )
 
 
-def allocate_state(num_grids: int, params: WorldParams) -> WorldState:
-    """Zeroed state for `num_grids` grids; call a backend's `reset_grids` before stepping."""
+def allocate_state(num_grids: int, params: WorldParams, event: bool = False) -> WorldState:
+    """Zeroed state for `num_grids` grids, laid out for the event kernel (`event=True`) or the
+    dense ones; call a kernel's `reset_grids` before stepping."""
     nodes = params.height * params.width
     agents = params.agents_per_grid
-
-    def node_array():
-        return np.zeros((num_grids, nodes), dtype=np.float32)
-
+    per_grid = num_grids if event else 0
     return WorldState(
-        cpu_base=node_array(), spike=node_array(), mem=node_array(), leak=node_array(),
-        prio=node_array(), cap=node_array(),
+        nodes=np.zeros((num_grids, nodes, EVENT_NODE_FIELDS if event else NODE_FIELDS),
+                       dtype=np.int64),
+        sums=np.zeros((per_grid, 4), dtype=np.int64),
+        wheel=np.full((per_grid, 2, params.max_steps + 1 if event else 0), NEVER, dtype=np.int64),
         agent_y=np.zeros((num_grids, agents), dtype=np.int64),
         agent_x=np.zeros((num_grids, agents), dtype=np.int64),
         budget=np.zeros(num_grids), step=np.zeros(num_grids, dtype=np.int64),
@@ -185,9 +237,21 @@ def allocate_state(num_grids: int, params: WorldParams) -> WorldState:
     )
 
 
-def state_bytes_per_grid(params: WorldParams) -> int:
-    """Bytes of state one grid occupies."""
-    return sum(a.nbytes for a in allocate_state(1, params))
+def state_bytes_per_grid(params: WorldParams, event: bool = False) -> int:
+    """Bytes of state one grid occupies (the event kernel's queue included)."""
+    return sum(a.nbytes for a in allocate_state(1, params, event))
+
+
+def node_ratios(state: WorldState, params: WorldParams, grid: int):
+    """The cpu, mem and prio channels of every node of `grid` now, as float64 (H*W,) arrays."""
+    record = state.nodes[grid].T  # fields first
+    t = state.step[grid]
+    cpu = cpu_at(record[fixed.CPU_BASE], record[fixed.SPIKE], record[fixed.FADE],
+                 t - record[fixed.SPIKE_T])
+    table = params.entropy_integral
+    mem = np.minimum(ONE, mem_at(record[fixed.MEM], record[fixed.LEAK], entropy_integral(table, t),
+                                 entropy_integral(table, record[fixed.MEM_T])))
+    return ratio_float(cpu), ratio_float(mem), record[fixed.PRIO] * PRIO_UNIT
 
 
 def grid_seeds(seed: int, first_grid: int, num_grids: int) -> np.ndarray:

@@ -1,7 +1,7 @@
 """The gardener world behind two front doors: a native PufferLib vector env and a Gymnasium env.
 
-Both are thin: the state lives in `kernels.world.WorldState` buffers and every rule runs in the
-Numba kernel `kernels.fast`.
+Both are thin: the state lives in `kernels.world.WorldState` buffers and every rule runs in a
+Numba kernel of World v2: `kernels.event` (the default) or `kernels.dense`, bit-identical.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pufferlib
 import pufferlib.vector
 
-from kernels import fast
+from kernels import dense, event
 from kernels.critic import NUM_CRITIC_FEATURES, write_critic_features
 from kernels.jit_cache import announce_if_cold
 from kernels.world import (
@@ -24,12 +24,38 @@ class InvalidActionError(ValueError):
     """An action outside Discrete(8), or a non-finite / non-integral action value."""
 
 
+KERNELS = {"event": event, "dense": dense}
+
+
+def world_kernel(name: str | None):
+    """The kernel module named `name` (default: the config's `[env] kernel`)."""
+    name = env_defaults()["kernel"] if name is None else name
+    if name not in KERNELS:
+        raise ConfigError(f"kernel = {name!r} must be one of {sorted(KERNELS)}")
+    return KERNELS[name]
+
+
+def _checked_int(name: str, value, minimum: int) -> int:
+    """A whole number >= minimum (ints, or floats with an integral value; not bools or strings)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or value != value or int(value) != value or value < minimum:
+        raise ConfigError(f"{name} = {value!r} must be a whole number >= {minimum}")
+    return int(value)
+
+
 def world_params(overrides: dict) -> WorldParams:
     """World parameters: the shipped `[env]` defaults updated by `overrides` (checked)."""
     defaults = env_defaults()
     unknown = sorted(set(overrides) - set(defaults))
     if unknown:
         raise ConfigError(f"unknown env keys {unknown}; valid keys: {', '.join(defaults)}")
+    for key, value in overrides.items():
+        default = defaults[key]
+        if isinstance(default, int) and not isinstance(default, bool):
+            _checked_int(key, value, -2**62)
+        elif isinstance(default, float) and (isinstance(value, (bool, np.bool_, str))
+                                             or not isinstance(value, (int, float, np.number))):
+            raise ConfigError(f"{key} = {value!r} must be a number")
     try:
         return make_params({**defaults, **overrides})
     except ValueError as error:
@@ -44,9 +70,9 @@ def as_action_array(actions, count: int, num_actions: int = NUM_ACTIONS) -> np.n
     """Actions as a writable, contiguous int32 array (one compiled kernel signature); integral
     floats are accepted, NaN/inf/fractions are refused; out-of-range values stay out of range
     (counted invalid by the kernels), never wrap."""
-    actions = np.asarray(actions).reshape(-1)
-    if actions.shape[0] != count:
-        raise InvalidActionError(f"expected {count} actions, got {actions.shape[0]}")
+    actions = np.asarray(actions)
+    if actions.shape != (count,):
+        raise InvalidActionError(f"expected an array of shape ({count},), got {actions.shape}")
     if not np.issubdtype(actions.dtype, np.integer):
         if not np.issubdtype(actions.dtype, np.floating) or not np.all(np.isfinite(actions)) \
                 or np.any(actions != np.round(actions)):
@@ -185,12 +211,15 @@ class GardenerEnv(KernelVectorEnv):
 
     def __init__(self, num_envs: int | None = None, log_interval: int | None = None,
                  render_mode: str | None = "ansi", buf=None, seed: int = 0,
-                 critic_features: bool = False, first_grid: int = 0, **env_config):
+                 critic_features: bool = False, kernel: str | None = None, first_grid: int = 0,
+                 **env_config):
         defaults = env_defaults()
-        self.num_grids = int(num_envs if num_envs is not None else defaults["num_envs"])
-        if self.num_grids < 1:
-            raise ConfigError("num_envs must be at least 1")
-        self.log_interval = int(log_interval if log_interval is not None else defaults["log_interval"])
+        self.num_grids = _checked_int("num_envs", num_envs if num_envs is not None
+                                      else defaults["num_envs"], 1)
+        self.log_interval = _checked_int("log_interval", log_interval if log_interval is not None
+                                         else defaults["log_interval"], 1)
+        _checked_int("seed", seed, 0)
+        self.kernel = world_kernel(kernel)
         self.params = world_params(env_config)
         self.render_mode = render_mode
         self.critic_features = NUM_CRITIC_FEATURES if critic_features else 0
@@ -198,11 +227,12 @@ class GardenerEnv(KernelVectorEnv):
         self.single_action_space = gymnasium.spaces.Discrete(NUM_ACTIONS)
         self.num_agents = self.num_grids * self.params.agents_per_grid
         super().__init__(buf)
-        self.state = allocate_state(self.num_grids, self.params)
-        self.seed, self.first_grid = seed, int(first_grid)
+        self.state = allocate_state(self.num_grids, self.params, event=self.kernel is event)
+        self.seed, self.first_grid = int(seed), _checked_int("first_grid", first_grid, 0)
         # One grid has no use for threads; avoid their start-up cost per step.
-        self._reset_kernel = fast.reset_grids if self.num_grids > 1 else fast.reset_grids_serial
-        self._step_kernel = fast.step if self.num_grids > 1 else fast.step_serial
+        serial = self.num_grids == 1
+        self._reset_kernel = self.kernel.reset_grids_serial if serial else self.kernel.reset_grids
+        self._step_kernel = self.kernel.step_serial if serial else self.kernel.step
 
     def _reset_all(self):
         self._reset_kernel(self.state, self.params, self.observations)
@@ -258,7 +288,12 @@ class OneGridGymEnv(gymnasium.Env):
         if self._needs_reset:
             raise gymnasium.error.ResetNeeded("call reset() before step() (the episode has ended)")
         actions = self.action_space.n
-        if isinstance(action, (bool, np.bool_)) or not self.action_space.contains(action):
+        if isinstance(action, np.ndarray) and action.shape == () \
+                and np.issubdtype(action.dtype, np.integer):
+            action = action.item()
+        # Python ints are unbounded: compare before any conversion (2**63 must not overflow).
+        if isinstance(action, (bool, np.bool_)) or not isinstance(action, (int, np.integer)) \
+                or not 0 <= action < actions:
             raise InvalidActionError(f"action {action!r} is not in Discrete({actions}): "
                                      f"use an integer in [0, {actions})")
         self._action[0] = self.last_action = int(action)
@@ -284,26 +319,27 @@ class GardenerGymEnv(OneGridGymEnv):
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 8}
 
-    def __init__(self, render_mode: str | None = None, **env_config):
+    def __init__(self, render_mode: str | None = None, kernel: str | None = None, **env_config):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, "
                              f"got {render_mode!r}")
+        self.kernel = world_kernel(kernel)
         self.params = world_params(env_config)
         if self.params.agents_per_grid != 1:
             raise ConfigError("GardenerGymEnv is single-agent: agents_per_grid must be 1")
         self.render_mode = render_mode
         self.observation_space = observation_space()
         self.action_space = gymnasium.spaces.Discrete(NUM_ACTIONS)
-        self.state = allocate_state(1, self.params)
+        self.state = allocate_state(1, self.params, event=self.kernel is event)
         self._init_buffers(OBS_SIZE)
 
     def _reset_kernel(self, options):
-        announce_if_cold(fast.reset_grids_serial, fast.step_serial)
-        fast.reset_grids_serial(self.state, self.params, self._obs)
+        announce_if_cold(self.kernel.reset_grids_serial, self.kernel.step_serial)
+        self.kernel.reset_grids_serial(self.state, self.params, self._obs)
 
     def _step_kernel(self):
-        fast.step_serial(self.state, self.params, self._action, self._obs, self._reward,
-                         self._terminal, self._truncated, False)
+        self.kernel.step_serial(self.state, self.params, self._action, self._obs, self._reward,
+                                self._terminal, self._truncated, False)
 
     def render(self):
         if self.render_mode == "rgb_array":

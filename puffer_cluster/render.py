@@ -5,7 +5,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from kernels.world import ACTION_NAMES
+from kernels.fixed import PRIO_UNIT
+from kernels.world import ACTION_NAMES, node_ratios
 
 MEM_LEVELS = "0123456789"
 PANEL_TITLES = ("cpu load", "memory pressure", "priority")
@@ -22,11 +23,16 @@ CRITICAL = (40, 120, 255)  # blue, likewise
 
 
 def _ratios(state, params, grid: int):
+    """The cpu, mem and prio channels of `grid` as (height, width) maps: a world's from its node
+    records, a view's (the trace replay's) as it holds them."""
     shape = (params.height, params.width)
-    cap = state.cap[grid].astype(np.float64)
-    cpu = np.minimum(1.0, (state.cpu_base[grid] + state.spike[grid].astype(np.float64)) / cap)
-    mem = np.minimum(1.0, state.mem[grid] / cap)
-    return cpu.reshape(shape), mem.reshape(shape), state.prio[grid].reshape(shape)
+    channels = state.channels if hasattr(state, "channels") else node_ratios(state, params, grid)
+    return tuple(channel.reshape(shape) for channel in channels)
+
+
+def _critical(prio, params):
+    """Where prio reaches crit_threshold, compared in the kernels' fixed point."""
+    return prio >= params.crit_fx * PRIO_UNIT
 
 
 def _status(state, params, grid: int) -> tuple[str, str]:
@@ -47,7 +53,7 @@ def render_ansi(state, params, grid: int = 0) -> str:
         cells = []
         for x in range(params.width):
             level = MEM_LEVELS[min(9, int(mem[y, x] * 10))]
-            mark = "!" if prio[y, x] >= params.crit_threshold else " "
+            mark = "!" if _critical(prio[y, x], params) else " "
             cells.append(f"<{level}>" if (y, x) in agents else f" {level}{mark}")
         lines.append("".join(cells))
     lines.append("memory pressure in tenths; ! critical node; <> gardener")
@@ -122,7 +128,7 @@ def render_rgb(state, params, grid: int = 0, last_action: int | None = None) -> 
     layout = frame_layout(params.height, params.width)
     cell, top = layout.cell, layout.top
     channels = _ratios(state, params, grid)
-    critical = channels[2] >= params.crit_threshold
+    critical = _critical(channels[2], params)
     agents = list(zip(state.agent_y[grid].tolist(), state.agent_x[grid].tolist()))
     frame = np.empty((*layout.size, 3), dtype=np.uint8)
     frame[:] = BACKGROUND

@@ -61,7 +61,7 @@ from puffer_cluster.replay import (
     NodeAllocations, ReplayError, ReplaySettings, compile_timeline, pod_requests, replay_settings,
 )
 from puffer_cluster.replay.discovery import compile_folder
-from puffer_cluster.tables import paired_wins, win_rate_lines
+from puffer_cluster.tables import paired_wins, results_table
 from puffer_cluster.traces import Trace, TraceError, TraceEvent, load_trace
 from puffer_cluster.traces.generate import GeneratedTrace, generate_traces
 from puffer_cluster.traces.ops import Safeguards, TraceOpError, find_deployments
@@ -653,23 +653,18 @@ def summarize_simarena(name: str, stats: np.ndarray, baseline: np.ndarray | None
 
 
 def format_simarena_table(rows: list[dict]) -> str:
-    """The SimArena benchmark table, in the format of the gardener's."""
-    width = max(len(row["name"]) for row in rows)
-    rule = "=" * 78
-    lines = [rule, f"SIMARENA RESULTS ({' vs '.join(row['name'] for row in rows)}; "
-             f"reward {rows[0]['reward']})", rule]
-    for row in rows:
-        lines.append(
-            f"{row['name']:<{width}} | reward mu={row['reward_mean']:+.3f} sigma={row['reward_std']:.3f}"
-            f" | steps mu={row['steps_mean']:.1f} | solved={row['solved_rate']:.2f}"
-            f" | edits mu={row['edits_mean']:.1f} | refused mu={row['refused_edits_mean']:.1f}")
-    lines.append("-" * 78)
+    """The SimArena benchmark table, in the format of the gardener's, with the solved fraction
+    of each scenario kind."""
     kinds = list(rows[0]["solved_by_scenario"])
-    lines.append("solved by scenario: " + ", ".join(kinds))
-    for row in rows:
-        rates = " ".join(f"{row['solved_by_scenario'][kind]:.2f}" for kind in kinds)
-        lines.append(f"  {row['name']:<{width}} {rates}")
-    lines.append("-" * 78)
-    lines.extend(win_rate_lines(rows, ("random", "heuristic", *ACTION_NAMES, *POLICY_ALIASES)))
-    lines.append(rule)
-    return "\n".join(lines)
+
+    def solved_by_scenario(name_width: int) -> list[str]:
+        return ["solved by scenario: " + ", ".join(kinds)] + [
+            f"  {row['name']:<{name_width}} "
+            + " ".join(f"{row['solved_by_scenario'][kind]:.2f}" for kind in kinds) for row in rows]
+
+    return results_table(
+        "SIMARENA RESULTS", rows,
+        lambda row: f" | steps mu={row['steps_mean']:.1f} | solved={row['solved_rate']:.2f}"
+                    f" | edits mu={row['edits_mean']:.1f} | refused mu={row['refused_edits_mean']:.1f}",
+        ("random", "heuristic", *ACTION_NAMES, *POLICY_ALIASES), width=78,
+        note=f"; reward {rows[0]['reward']}", sections=(solved_by_scenario,))

@@ -50,20 +50,32 @@ def statistics_row(env_name: str, stat_names, name: str, stats: np.ndarray,
             **paired_wins(stats, baseline, column)}
 
 
-def format_gardener_table(rows: list[dict]) -> str:
-    """The table in the format of the seed README (mu/sigma spelled out in ASCII)."""
-    width = max(len(row["name"]) for row in rows)
-    rule = "=" * 70
-    lines = [rule, f"BENCHMARK RESULTS ({' vs '.join(row['name'] for row in rows)})", rule]
-    for row in rows:
-        lines.append(
-            f"{row['name']:<{width}} | reward mu={row['reward_mean']:+.3f} sigma={row['reward_std']:.3f}"
-            f" | steps mu={row['steps_mean']:.1f} | oom_rate={row['oom_rate']:.2f}"
-            f" | crit_rate={row['crit_rate']:.2f} | avg_load mu={row['avg_load_mean']:.3f}")
-    lines.append("-" * 70)
-    lines.extend(win_rate_lines(rows, BASELINES))
+def results_table(title: str, rows: list[dict], row_text, builtin_names, width: int = 70,
+                  note: str = "", sections=()) -> str:
+    """The frame every env's table shares: a ruled title naming the policies, one line per
+    policy (name, the return's mean and spread, then `row_text(row)`), each of `sections`
+    (`section(name_width) -> lines`) after a rule, then the win rates against the first policy."""
+    name_width = max(len(row["name"]) for row in rows)
+    rule = "=" * width
+    lines = [rule, f"{title} ({' vs '.join(row['name'] for row in rows)}{note})", rule]
+    lines += [f"{row['name']:<{name_width}} | reward mu={row['reward_mean']:+.3f} "
+              f"sigma={row['reward_std']:.3f}{row_text(row)}" for row in rows]
+    for section in sections:
+        lines.append("-" * width)
+        lines.extend(section(name_width))
+    lines.append("-" * width)
+    lines.extend(win_rate_lines(rows, builtin_names))
     lines.append(rule)
     return "\n".join(lines)
+
+
+def format_gardener_table(rows: list[dict]) -> str:
+    """The table in the format of the seed README (mu/sigma spelled out in ASCII)."""
+    return results_table(
+        "BENCHMARK RESULTS", rows,
+        lambda row: f" | steps mu={row['steps_mean']:.1f} | oom_rate={row['oom_rate']:.2f}"
+                    f" | crit_rate={row['crit_rate']:.2f} | avg_load mu={row['avg_load_mean']:.3f}",
+        BASELINES)
 
 
 def win_rate_lines(rows: list[dict], builtin_names) -> list[str]:

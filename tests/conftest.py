@@ -8,12 +8,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernels import fast, reference
-from kernels.world import OBS_SIZE, allocate_state, grid_seeds, make_params
+from kernels import dense, event, reference
+from kernels.fixed import (
+    CAP, CAP_ONE, CPU_BASE, FADE, LEAK, LEAK_ONE, MEM, MEM_T, ONE, PRIO, PRIO_ONE, SPIKE, SPIKE_T,
+)
+from kernels.world import OBS_SIZE, allocate_state, grid_seeds, make_params, node_ratios
 from puffer_cluster.config import env_defaults
 
-# Both backends of the world, for `pytest.mark.parametrize("backend", BACKENDS)`.
-BACKENDS = [pytest.param(reference, id="reference"), pytest.param(fast, id="numba")]
+# The three implementations of the world, for `pytest.mark.parametrize("backend", BACKENDS)`.
+BACKENDS = [pytest.param(reference, id="reference"), pytest.param(dense, id="dense"),
+            pytest.param(event, id="event")]
 
 # A world where nothing happens by itself: no spikes, no leak, no regen, no health bonus and no
 # collapse, so that the effect of one action or one forced event can be computed by hand.
@@ -21,7 +25,7 @@ QUIET = dict(
     height=6, width=6, agents_per_grid=1, max_steps=1000,
     base_load_min=0.1, base_load_max=0.3, mem_init_min=0.1, mem_init_max=0.2,
     leak_min=0.0, leak_max=0.0, red_queen_horizon=100.0,
-    spike_rate=0.0, spike_min=0.2, spike_max=0.4, spike_decay=1.0, overload_mem_jump=0.25,
+    spike_rate=0.0, spike_min=0.2, spike_max=0.4, spike_fade=0.0, overload_mem_jump=0.25,
     restart_mem=0.25, crit_fraction=0.2, crit_threshold=0.75, cap_max=3.0,
     clean_fraction=0.5, clean_useful_mem=0.5, clean_cost=0.125, scale_cost=0.5,
     budget_init=1.0, budget_regen=0.0, health_bonus=0.0,
@@ -35,7 +39,7 @@ QUIET = dict(
 HARSH = dict(
     max_steps=60, base_load_min=0.1, base_load_max=0.6, mem_init_min=0.1, mem_init_max=0.6,
     leak_min=0.002, leak_max=0.01, red_queen_horizon=50.0, spike_rate=0.05,
-    spike_min=0.2, spike_max=0.9, spike_decay=0.7, overload_mem_jump=0.1, restart_mem=0.3,
+    spike_min=0.2, spike_max=0.9, spike_fade=0.15, overload_mem_jump=0.1, restart_mem=0.3,
     crit_fraction=0.2, crit_threshold=0.8, cap_max=4.0, clean_fraction=0.5,
     clean_useful_mem=0.3, clean_cost=0.1, scale_cost=0.5, budget_init=1.0, budget_regen=0.02,
     health_bonus=0.1, oom_penalty=1.0, crit_weight=2.0, overload_penalty=0.2,
@@ -63,14 +67,47 @@ def obs_index(dy, dx, channel):
     return ((dy + 1) * 3 + (dx + 1)) * 3 + channel
 
 
+def node_loads(state, params, grid):
+    """Every node of `grid` now as v1 stored it: absolute loads (ratio * cap), float64 arrays."""
+    cpu, mem, prio = node_ratios(state, params, grid)
+    record = state.nodes[grid]
+    cap = record[:, CAP] / CAP_ONE
+    t = state.step[grid]
+    spike = (record[:, SPIKE] - np.minimum(record[:, SPIKE], record[:, FADE] * (t - record[:, SPIKE_T]))) / ONE
+    return dict(cpu=record[:, CPU_BASE] / ONE * cap, mem=mem * cap, spike=spike * cap, cap=cap,
+                prio=prio, leak=record[:, LEAK] / LEAK_ONE * cap, fade=record[:, FADE] / ONE * cap)
+
+
+def set_nodes(state, params, grid, nodes=slice(None), **values):
+    """Give nodes of `grid` absolute values (cpu base, mem, spike, leak, fade loads; cap; prio),
+    keeping the others, as World v2 records at the grid's current step. Event-kernel states are
+    then rebuilt (sums and wheels)."""
+    loads = node_loads(state, params, grid)
+    for name, value in values.items():
+        loads[name][nodes] = value
+    record = state.nodes[grid]
+    cap = loads["cap"]
+    record[:, CAP] = np.round(cap * CAP_ONE).astype(np.int64)
+    record[:, CPU_BASE] = (loads["cpu"] / cap * ONE).astype(np.int64)
+    record[:, MEM] = (loads["mem"] / cap * ONE).astype(np.int64)
+    record[:, SPIKE] = (loads["spike"] / cap * ONE).astype(np.int64)
+    record[:, LEAK] = (loads["leak"] / cap * LEAK_ONE).astype(np.int64)
+    record[:, FADE] = (loads["fade"] / cap * ONE).astype(np.int64)
+    record[:, PRIO] = (loads["prio"] * PRIO_ONE).astype(np.int64)
+    record[:, MEM_T] = record[:, SPIKE_T] = state.step[grid]
+    if state.wheel.size:
+        event.rebuild_grids(state, params)
+
+
 class World:
-    """Grids of one backend (`kernels.reference` or `kernels.fast`) with their own buffers."""
+    """Grids of one backend (`kernels.reference`, `kernels.dense` or `kernels.event`) with their
+    own buffers."""
 
     def __init__(self, backend, params, num_grids=1, seed=0, first_grid=0):
         self.backend, self.params = backend, params
         self.num_grids = num_grids
         self.num_agents = num_grids * params.agents_per_grid
-        self.state = allocate_state(num_grids, params)
+        self.state = allocate_state(num_grids, params, event=backend is event)
         self.state.grid_seed[:] = grid_seeds(seed, first_grid, num_grids)
         self.obs = np.zeros((self.num_agents, OBS_SIZE), dtype=np.float32)
         self.rewards = np.zeros(self.num_agents, dtype=np.float32)
@@ -89,6 +126,25 @@ class World:
     def place(self, y, x, grid=0, agent=0):
         self.state.agent_y[grid, agent] = y
         self.state.agent_x[grid, agent] = x
+
+    def set(self, grid=0, nodes=slice(None), **values):
+        set_nodes(self.state, self.params, grid, nodes, **values)
+
+    def loads(self, name):
+        """(grids, nodes) float64 array of one of `node_loads`' values."""
+        return np.array([node_loads(self.state, self.params, g)[name] for g in range(self.num_grids)])
+
+    @property
+    def mem(self):
+        return self.loads("mem")
+
+    @property
+    def spike(self):
+        return self.loads("spike")
+
+    @property
+    def cap(self):
+        return self.loads("cap")
 
     def snapshot(self):
         """A deep copy of every state array, by field name."""

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kernels import fast
+from kernels import event
 from kernels.jit_cache import MESSAGE, is_cold
 from puffer_cluster.cli import main
 from puffer_cluster.config import ConfigError, bundled_config_path, load_config, resolve_config_path
@@ -276,10 +276,10 @@ def test_record_a_trace_replay(tmp_path, monkeypatch):
 def test_kernels_are_cold_only_without_a_cache(tmp_path):
     from puffer_cluster.env import GardenerGymEnv
     GardenerGymEnv(height=6, width=6).reset(seed=0)  # compiled or loaded: warm from now on
-    assert not is_cold(fast.reset_grids_serial)
+    assert not is_cold(event.reset_grids_serial)
     assert not is_cold(len)  # no Numba cache: nothing to say
-    code = "from kernels import fast; from kernels.jit_cache import is_cold; " \
-           "print(is_cold(fast.step), is_cold(fast.reset_grids_serial))"
+    code = "from kernels import event; from kernels.jit_cache import is_cold; " \
+           "print(is_cold(event.step), is_cold(event.reset_grids_serial))"
     result = run_cli([], tmp_path, code, NUMBA_CACHE_DIR=str(tmp_path))
     assert result.stdout.split() == ["True", "True"]
 

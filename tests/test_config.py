@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from kernels.world import WorldParams, make_params
+from kernels.world import CONFIG_FIELDS, WorldParams, make_params
 from puffer_cluster import ConfigError, GardenerEnv, GardenerGymEnv, load_config
 from puffer_cluster.config import _coerce, config_section, env_defaults, parse_duration, settings_from
 
@@ -26,16 +26,16 @@ def keys_of_type(config, kind):
 
 def test_defaults_are_typed(defaults):
     env = defaults["env"]
-    for name, kind in WorldParams.__annotations__.items():
-        if name == "oom_collapse_count":  # the config's oom_limit, a fraction of the nodes
-            assert type(env["oom_limit"]) is float
-        elif kind is int:
+    assert type(env["oom_limit"]) is float  # oom_collapse_count's fraction of the nodes
+    for name in CONFIG_FIELDS:
+        kind = WorldParams.__annotations__[name]
+        if kind is int:
             assert type(env[name]) is int, name
         else:
             assert type(env[name]) in (int, float), name
     for name in ("num_envs", "log_interval"):
         assert type(env[name]) is int
-    assert not keys_of_type({"env": env}, str)
+    assert keys_of_type({"env": env}, str) == [("env", "kernel")]
     assert isinstance(defaults["base"]["env_name"], str)
     params = make_params(env)
     assert isinstance(params.height, int) and isinstance(params.spike_rate, float)
@@ -195,7 +195,7 @@ def test_env_overrides_take_effect():
     env = GardenerEnv(num_envs=3, height=5, width=7, max_steps=9, log_interval=2)
     assert (env.params.height, env.params.width, env.params.max_steps) == (5, 7, 9)
     assert env.num_agents == 3 and env.log_interval == 2
-    assert env.state.mem.shape == (3, 35)
+    assert env.state.nodes.shape[:2] == (3, 35)
     with pytest.raises(ConfigError):
         GardenerEnv(num_envs=0)
 
@@ -230,9 +230,10 @@ def test_agents_per_grid_must_be_positive():
     ({"budget_init": 2.0}, "budget_init = 2.0 must be within [0, 1]"),
     ({"leak_min": -0.05}, "leak_min = -0.05 must be >= 0"),
     ({"leak_min": 0.01, "leak_max": 0.001}, "leak_min = 0.01 must not exceed leak_max = 0.001"),
-    ({"spike_decay": float("nan")}, "spike_decay = nan is not finite"),
+    ({"spike_fade": float("nan")}, "spike_fade = nan is not finite"),
+    ({"cap_max": 100.0}, "cap_max must be within [1, 64]"),
     ({"oom_limit": 0.0}, "oom_limit = 0.0 must be a fraction"),
-    ({"cap_max": 0.5}, "cap_max must be >= 1"),
+    ({"cap_max": 0.5}, "cap_max must be within [1, 64]"),
     ({"max_steps": 0}, "max_steps = 0 must be at least 1"),
     ({"red_queen_horizon": 0.0}, "red_queen_horizon must be > 0"),
 ])

@@ -7,7 +7,8 @@ import torch
 
 from conftest import HARSH
 from kernels.critic import NUM_CRITIC_FEATURES
-from kernels.world import NUM_ACTIONS, OBS_SIZE
+from kernels.fixed import PRIO_UNIT
+from kernels.world import NUM_ACTIONS, OBS_SIZE, node_ratios
 from puffer_cluster import GardenerEnv
 from trainers.models import make_policy
 
@@ -17,9 +18,8 @@ WORLD = dict(HARSH, height=6, width=5, agents_per_grid=2)
 def numpy_features(env):
     """The features of every grid, recomputed from the state in NumPy."""
     s, p = env.state, env.params
-    cpu = np.minimum(1.0, (s.cpu_base.astype(np.float64) + s.spike) / s.cap)
-    mem = np.minimum(1.0, s.mem.astype(np.float64) / s.cap)
-    crit = s.prio >= p.crit_threshold
+    cpu, mem, prio = np.array([node_ratios(s, p, g) for g in range(env.num_grids)]).transpose(1, 0, 2)
+    crit = prio >= p.crit_fx * PRIO_UNIT
     crit_mem = np.where(crit.any(1), (mem * crit).sum(1) / np.maximum(crit.sum(1), 1), 0.0)
     y, x = np.divmod(np.arange(p.height * p.width), p.width)
     block = (y * 4 // p.height) * 4 + x * 4 // p.width

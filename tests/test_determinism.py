@@ -1,5 +1,6 @@
-"""Bit-identical trajectories across backends, thread counts, batch splits, vectorisation
-backends and front doors (GARDENER.md: "the same seeds give bit-identical trajectories")."""
+"""Bit-identical trajectories across implementations (NumPy reference, dense and event-driven
+kernels), thread counts, batch splits, vectorisation backends and front doors (GARDENER.md: "the
+same seeds give bit-identical trajectories")."""
 import signal
 from contextlib import contextmanager
 
@@ -10,7 +11,8 @@ import pufferlib.vector
 import pytest
 
 from conftest import HARSH, World, params_with, random_actions
-from kernels import fast, reference
+from kernels import dense, event, reference
+from kernels.fixed import NODE_FIELDS
 from kernels.world import EPISODE_STATS, grid_seeds
 from puffer_cluster import GardenerEnv, GardenerGymEnv
 
@@ -23,59 +25,71 @@ def assert_same_step(a, b, t):
 
 
 def assert_same_state(a, b):
+    """Every state array but the event kernel's own bookkeeping (its sums, wheels and the queue
+    fields of its node records)."""
     for name in a.state._fields:
-        np.testing.assert_array_equal(getattr(a.state, name), getattr(b.state, name),
-                                      err_msg=f"state.{name}")
+        x, y = getattr(a.state, name), getattr(b.state, name)
+        if name == "nodes":
+            x, y = x[..., :NODE_FIELDS], y[..., :NODE_FIELDS]
+        elif name in ("sums", "wheel"):
+            continue
+        np.testing.assert_array_equal(x, y, err_msg=f"state.{name}")
 
 
-# --- (a) NumPy reference vs Numba kernel --------------------------------------------------------
+def run_all_three(params, grids, steps, seed, rng, low=0, high=8):
+    """The reference, the dense and the event kernel on the same actions: every output equal at
+    every step, and the states at the end. Returns (terminals, truncations) seen."""
+    worlds = [World(backend, params, grids, seed=seed) for backend in (reference, dense, event)]
+    for other in worlds[1:]:
+        np.testing.assert_array_equal(worlds[0].obs, other.obs)
+    ends = np.zeros(2, dtype=np.int64)
+    agents = grids * params.agents_per_grid
+    for t in range(steps):
+        actions = random_actions(rng, agents, low, high)
+        first, *others = [world.step(actions) for world in worlds]
+        for other in others:
+            assert_same_step(first, other, t)
+        ends += first[2].sum(), first[3].sum()
+    for other in worlds[1:]:
+        assert_same_state(worlds[0], other)
+        np.testing.assert_array_equal(worlds[0].state.last_stats, other.state.last_stats)
+    return ends
 
-@pytest.mark.parametrize("height, width, agents", [(6, 6, 1), (5, 7, 2), (4, 9, 1)])
-def test_reference_and_numba_are_bit_identical(height, width, agents):
+
+# --- (a) NumPy reference vs dense vs event-driven kernel ----------------------------------------
+
+@pytest.mark.parametrize("height, width, agents", [(6, 6, 1), (5, 7, 2), (4, 9, 3)])
+def test_three_implementations_are_bit_identical(height, width, agents):
     params = params_with(**{**SMALL_HARSH, "height": height, "width": width,
                             "agents_per_grid": agents})
-    grids = 16
-    ref, nb = World(reference, params, grids, seed=77), World(fast, params, grids, seed=77)
-    np.testing.assert_array_equal(ref.obs, nb.obs)
     rng = np.random.default_rng(height * 100 + width)
-    terminals = truncations = 0
-    for t in range(300):
-        actions = random_actions(rng, grids * agents, -2, 10)  # includes out-of-range actions
-        a, b = ref.step(actions), nb.step(actions)
-        assert_same_step(a, b, t)
-        terminals += int(a[2].sum())
-        truncations += int(a[3].sum())
-    assert_same_state(ref, nb)
-    # The comparison covered collapses, truncations and the auto-resets after them.
+    # Out-of-range actions included; collapses, truncations and auto-resets all happen.
+    terminals, truncations = run_all_three(params, 16, 300, 77, rng, -2, 10)
     assert terminals > 0 and truncations > 0
-    assert ref.state.episode.min() >= 2
 
 
-def test_reference_and_numba_agree_with_defaults():
-    """Also with the shipped constants (whatever they are being tuned to)."""
-    params = params_with(height=8, width=8, max_steps=100)
-    ref, nb = World(reference, params, 8, seed=5), World(fast, params, 8, seed=5)
-    rng = np.random.default_rng(0)
-    for t in range(150):
-        actions = random_actions(rng, 8)
-        assert_same_step(ref.step(actions), nb.step(actions), t)
-    assert_same_state(ref, nb)
+@pytest.mark.parametrize("size, grids, agents, steps", [
+    (4, 16, 2, 400), (16, 8, 3, 300), (64, 2, 4, 160), (128, 1, 2, 90)])
+def test_three_implementations_agree_with_the_shipped_defaults(size, grids, agents, steps):
+    """The shipped constants (whatever they are tuned to), several gardeners per grid; longer
+    rollouts are bench/throughput.py's --check."""
+    params = params_with(height=size, width=size, agents_per_grid=agents,
+                         max_steps=max(40, steps // 3))
+    terminals, truncations = run_all_three(params, grids, steps, size, np.random.default_rng(size),
+                                           -1, 9)
+    assert terminals + truncations > 0
 
 
 @pytest.mark.parametrize("height, width", [(4, 256), (256, 4)])
-def test_reference_and_numba_agree_on_extreme_shapes(height, width):
+def test_three_implementations_agree_on_extreme_shapes(height, width):
     params = params_with(**{**HARSH, "height": height, "width": width})
-    ref, nb = World(reference, params, 4, seed=13), World(fast, params, 4, seed=13)
-    rng = np.random.default_rng(1)
-    for t in range(80):
-        actions = random_actions(rng, 4, -1, 9)
-        assert_same_step(ref.step(actions), nb.step(actions), t)
-    assert_same_state(ref, nb)
+    run_all_three(params, 4, 80, 13, np.random.default_rng(1), -1, 9)
 
 
 # --- (b) thread count ---------------------------------------------------------------------------
 
-def test_numba_thread_count_does_not_change_results():
+@pytest.mark.parametrize("backend", [dense, event], ids=["dense", "event"])
+def test_numba_thread_count_does_not_change_results(backend):
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("needs 2 Numba threads")
     params = params_with(**{**SMALL_HARSH, "height": 8, "width": 8})
@@ -86,7 +100,7 @@ def test_numba_thread_count_does_not_change_results():
     try:
         for threads in (1, 2):
             numba.set_num_threads(threads)
-            world = World(fast, params, 512, seed=11)
+            world = World(backend, params, 512, seed=11)
             runs.append((world, [world.step(a) for a in actions]))
     finally:
         numba.set_num_threads(previous)
@@ -99,12 +113,13 @@ def test_numba_thread_count_does_not_change_results():
 
 # --- (c) batch split ----------------------------------------------------------------------------
 
-def test_one_batch_equals_two_half_batches():
+@pytest.mark.parametrize("backend", [dense, event], ids=["dense", "event"])
+def test_one_batch_equals_two_half_batches(backend):
     params = params_with(**{**SMALL_HARSH, "height": 4, "width": 4, "max_steps": 30})
     seed, half = 99, 2048
-    whole = World(fast, params, 2 * half, seed=seed)
-    first = World(fast, params, half, seed=seed, first_grid=0)
-    second = World(fast, params, half, seed=seed, first_grid=half)
+    whole = World(backend, params, 2 * half, seed=seed)
+    first = World(backend, params, half, seed=seed, first_grid=0)
+    second = World(backend, params, half, seed=seed, first_grid=half)
     np.testing.assert_array_equal(whole.state.grid_seed,
                                   np.concatenate([grid_seeds(seed, 0, half),
                                                   grid_seeds(seed, half, half)]))
@@ -194,11 +209,12 @@ def test_serial_and_multiprocessing_are_identical():
 
 # --- (e) Gymnasium env vs grid 0 of the vector env ----------------------------------------------
 
-def test_gym_episodes_replay_grid_zero_of_the_vector_env():
+@pytest.mark.parametrize("gym_kernel, vec_kernel", [("event", "event"), ("dense", "event")])
+def test_gym_episodes_replay_grid_zero_of_the_vector_env(gym_kernel, vec_kernel):
     config = dict(height=6, width=6, **HARSH)
     seed = 1234
-    gym_env = GardenerGymEnv(**config)
-    vec_env = GardenerEnv(num_envs=1, seed=seed, log_interval=10**9, **config)
+    gym_env = GardenerGymEnv(kernel=gym_kernel, **config)
+    vec_env = GardenerEnv(num_envs=1, seed=seed, log_interval=10**9, kernel=vec_kernel, **config)
     gym_obs, _ = gym_env.reset(seed=seed)
     vec_obs, _ = vec_env.reset()
     np.testing.assert_array_equal(gym_obs, vec_obs[0])
@@ -261,4 +277,4 @@ def test_grids_of_one_env_differ():
     env = GardenerEnv(num_envs=4, seed=0, height=8, width=8)
     obs, _ = env.reset()
     assert len({row.tobytes() for row in obs}) == 4
-    assert len({s.tobytes() for s in env.state.mem}) == 4
+    assert len({s.tobytes() for s in env.state.nodes}) == 4

@@ -10,9 +10,10 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import puffer_cluster
-from conftest import HARSH, QUIET, node
+from conftest import HARSH, QUIET, node, set_nodes
+from kernels.fixed import CAP, CAP_ONE, PRIO
 from kernels.world import CLEAN, EPISODE_STATS, NOOP, OBS_SIZE, OBS_X, OBS_Y
-from puffer_cluster import GYM_ID, GardenerEnv, GardenerGymEnv, InvalidActionError
+from puffer_cluster import GYM_ID, ConfigError, GardenerEnv, GardenerGymEnv, InvalidActionError
 from puffer_cluster.render import CRITICAL, GARDENER, frame_layout
 
 
@@ -55,7 +56,8 @@ def test_long_random_rollouts_stay_bounded(grids, steps, config):
             assert info["invalid_actions"] > 0
     assert ends > 0 and infos_seen > 0
     s = env.state
-    assert (s.cap >= 1.0).all() and (s.cap <= env.params.cap_max).all()
+    cap = s.nodes[..., CAP] / CAP_ONE
+    assert (cap >= 1.0).all() and (cap <= env.params.cap_max).all()
     assert (s.budget >= 0.0).all() and (s.budget <= 1.0).all()
 
 
@@ -94,9 +96,7 @@ def test_vector_env_infos_every_log_interval():
     config = {**QUIET, "max_steps": 4}
     env = GardenerEnv(num_envs=2, log_interval=4, seed=1, **config)
     env.reset()
-    s = env.state
-    s.mem[0, node(env.params, 2, 2)] = 1.0  # grid 0: one OOM
-    s.prio[0, node(env.params, 2, 2)] = 0.25
+    set_nodes(env.state, env.params, 0, node(env.params, 2, 2), mem=1.0, prio=0.25)  # one OOM
     for t in range(1, 9):
         actions = np.array([9 if t == 1 else NOOP, CLEAN if t == 2 else NOOP])
         _, _, _, truncations, infos = env.step(actions)
@@ -143,7 +143,7 @@ def test_vector_env_out_of_range_actions_count_invalid_and_act_as_noop():
         np.testing.assert_array_equal(da, db)
         np.testing.assert_array_equal(ta, tb)
         np.testing.assert_allclose(ra - rb, HARSH["invalid_penalty"], atol=5e-6)
-    for name in ("mem", "cap", "spike", "agent_y", "agent_x", "budget", "step"):
+    for name in ("nodes", "sums", "wheel", "agent_y", "agent_x", "budget", "step"):
         np.testing.assert_array_equal(getattr(a.state, name), getattr(b.state, name))
     assert ia[0]["invalid_actions"] == 0.0
     # Each episode ends after at most 30 steps, all of them invalid.
@@ -167,6 +167,34 @@ def test_vector_env_rejects_wrong_action_count():
     env.reset(seed=0)
     with pytest.raises(InvalidActionError, match="3"):
         env.step(np.zeros(2, dtype=np.int32))
+
+
+@pytest.mark.parametrize("shape", [(3, 1), (1, 3), (3, 3), ()])
+def test_vector_env_refuses_action_arrays_of_another_shape(shape):
+    """(N, 1) or (1, N) are not flattened: a batch of the wrong shape is a caller's bug."""
+    env = GardenerEnv(num_envs=3, height=4, width=4)
+    env.reset(seed=0)
+    with pytest.raises(InvalidActionError, match=r"shape \(3,\)"):
+        env.step(np.zeros(shape, dtype=np.int32))
+    assert env.state.step.tolist() == [0, 0, 0]
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(height=16.5), "height"), (dict(height="16"), "height"), (dict(seed=1.5), "seed"),
+    (dict(log_interval=0), "log_interval"), (dict(num_envs=2.5), "num_envs"),
+    (dict(spike_rate="0.1"), "spike_rate"), (dict(kernel="fast"), "kernel"),
+])
+def test_vector_env_refuses_bad_sizes_seeds_and_intervals(kwargs, name):
+    with pytest.raises(ConfigError, match=name):
+        GardenerEnv(**{"num_envs": 2, **kwargs})
+
+
+@pytest.mark.parametrize("kernel", ["event", "dense"])
+def test_both_kernels_behind_both_front_doors(kernel):
+    vec = GardenerEnv(num_envs=2, height=5, width=5, kernel=kernel, seed=3)
+    gym = GardenerGymEnv(height=5, width=5, kernel=kernel)
+    assert vec.state.wheel.size > 0 if kernel == "event" else vec.state.wheel.size == 0
+    np.testing.assert_array_equal(vec.reset()[0][0], gym.reset(seed=3)[0])
 
 
 def test_vector_env_accepts_integral_float_actions():
@@ -274,11 +302,12 @@ def test_gym_reset_with_seed_is_reproducible():
 def test_gym_unseeded_resets_differ_between_instances():
     a, b = GardenerGymEnv(), GardenerGymEnv()
     assert not np.array_equal(a.reset()[0], b.reset()[0]) \
-        or not np.array_equal(a.state.mem, b.state.mem)
+        or not np.array_equal(a.state.nodes, b.state.nodes)
 
 
 @pytest.mark.parametrize("action", [-1, 8, 9, 3.5, float("nan"), 2.0, "2", None, True,
-                                    np.int64(-1), np.int64(8), np.float32(1.0), [1]])
+                                    np.int64(-1), np.int64(8), np.float32(1.0), [1],
+                                    2**63, -2**63 - 1, 2**64, np.uint64(2**63)])
 def test_gym_env_rejects_actions_outside_discrete_8(action):
     env = GardenerGymEnv(height=5, width=5)
     env.reset(seed=0)
@@ -290,7 +319,7 @@ def test_gym_env_rejects_actions_outside_discrete_8(action):
     np.testing.assert_array_equal(env.state.step, before)
 
 
-@pytest.mark.parametrize("action", [0, 7, np.int64(5), np.int32(3)])
+@pytest.mark.parametrize("action", [0, 7, np.int64(5), np.int32(3), np.array(2)])
 def test_gym_env_accepts_integers_in_range(action):
     env = GardenerGymEnv(height=5, width=5)
     env.reset(seed=0)
@@ -302,8 +331,7 @@ def test_gym_info_at_episode_end():
     env = GardenerGymEnv(**{**QUIET, "max_steps": 4})
     env.reset(seed=9)
     i = node(env.params, 1, 1)
-    env.state.mem[0, i] = 1.0
-    env.state.prio[0, i] = 0.25
+    set_nodes(env.state, env.params, 0, i, mem=1.0, prio=0.25)
     rewards = []
     for t, action in enumerate([CLEAN, NOOP, NOOP, NOOP]):
         obs, reward, terminated, truncated, info = env.step(action)
@@ -327,8 +355,7 @@ def test_gym_collapse_info():
     env = GardenerGymEnv(**{**QUIET, "crit_limit": 1, "collapse_penalty": 10.0})
     env.reset(seed=0)
     i = node(env.params, 0, 0)
-    env.state.mem[0, i] = 1.0
-    env.state.prio[0, i] = 0.875
+    set_nodes(env.state, env.params, 0, i, mem=1.0, prio=0.875)
     _, reward, terminated, truncated, info = env.step(NOOP)
     assert terminated and not truncated
     assert info["collapsed"] == 1.0 and info["crit_count"] == 1.0
@@ -389,14 +416,14 @@ def test_render_rgb_marks_critical_nodes_and_draws_the_status():
     env = GardenerGymEnv(render_mode="rgb_array", height=6, width=6)
     env.reset(seed=0)
     layout = frame_layout(6, 6)
-    prio = env.state.prio[0].reshape(6, 6)
+    prio = env.state.nodes[0, :, PRIO].reshape(6, 6)
     agent = (env.state.agent_y[0, 0], env.state.agent_x[0, 0])
     before = env.render()
-    assert (prio >= env.params.crit_threshold).sum() >= 2
-    for y, x in zip(*np.nonzero(prio >= env.params.crit_threshold)):
+    assert (prio >= env.params.crit_fx).sum() >= 2
+    for y, x in zip(*np.nonzero(prio >= env.params.crit_fx)):
         if abs(y - agent[0]) > 1 or abs(x - agent[1]) > 1:  # not under the gardener's boxes
             assert tuple(before[layout.node_origin(1, y, x)]) == CRITICAL
-    for y, x in zip(*np.nonzero(prio < env.params.crit_threshold)):
+    for y, x in zip(*np.nonzero(prio < env.params.crit_fx)):
         if abs(y - agent[0]) > 1 or abs(x - agent[1]) > 1:
             assert tuple(before[layout.node_origin(1, y, x)]) != CRITICAL
     env.step(5)  # CLEAN: the status line (step, budget, return, last action) changes

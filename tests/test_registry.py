@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from kernels.fixed import NEVER
 from puffer_cluster.cluster_ops import ClusterOpsEnv
 from puffer_cluster.config import ConfigError, bundled_config_path, load_config
 from puffer_cluster.env import GardenerEnv
@@ -48,9 +49,11 @@ def test_every_env_plays_its_baselines_into_its_table(name):
 
 @pytest.mark.parametrize("make", [
     lambda: GardenerEnv(num_envs=3, seed=4, log_interval=5, height=6, width=6, max_steps=16),
+    lambda: GardenerEnv(num_envs=3, seed=4, log_interval=5, height=6, width=6, max_steps=16,
+                        kernel="dense"),
     lambda: SimArenaEnv(num_envs=3, seed=4, log_interval=5, simarena={"count": 4}),
     lambda: ClusterOpsEnv(num_envs=3, seed=4, log_interval=5, cluster_ops={"max_steps": 16}),
-], ids=["gardener", "simarena", "cluster_ops"])
+], ids=["gardener", "gardener_dense", "simarena", "cluster_ops"])
 def test_state_dict_restores_envs_bit_for_bit(make):
     actions = np.random.default_rng(0).integers(0, 7, size=(40, 3)).astype(np.int32)
     first, second = make(), make()
@@ -78,6 +81,21 @@ def test_a_spec_without_its_own_row_shows_every_statistic():
     assert row["reward_mean"] == stats[:, spec.return_column].mean()
     assert {f"{stat}_mean" for stat in spec.episode_stats if stat != "episode_return"} <= set(row)
     assert (row["wins"], row["ties"]) == (2, 0)
+
+
+def test_state_dict_carries_the_event_kernels_wheel_and_sums():
+    def make():
+        return GardenerEnv(num_envs=2, seed=1, height=6, width=6, max_steps=16, kernel="event")
+    first, second = make(), make()
+    first.reset()
+    for _ in range(5):
+        first.step(np.full(2, 5, dtype=np.int32))
+    saved = first.state_dict()
+    assert saved["state"]["wheel"].shape == (2, 2, 17) and (saved["state"]["wheel"] != NEVER).any()
+    assert saved["state"]["sums"].shape == (2, 4) and saved["state"]["sums"].any()
+    second.load_state_dict(saved)
+    for name in ("nodes", "sums", "wheel"):
+        np.testing.assert_array_equal(getattr(second.state, name), getattr(first.state, name))
 
 
 def test_state_dict_refuses_another_batch():

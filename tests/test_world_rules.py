@@ -1,4 +1,5 @@
-"""The rules of GARDENER.md, checked on both backends (NumPy reference and Numba kernel).
+"""The rules of GARDENER.md (World v2), checked on every backend (NumPy reference, dense and
+event-driven Numba kernels).
 
 Every test builds its parameters explicitly (see `QUIET` in conftest): a world with no spikes,
 no leak, no regeneration and no health bonus, where one forced situation has a result that can
@@ -12,7 +13,7 @@ from kernels.world import (
     OBS_BUDGET, OBS_X, OBS_Y,
     CLEAN, CPU, DOWN, LEFT, MEM, NOOP, OBS_SIZE, OUTSIDE, RIGHT, SCALE_FULL, SCALE_HALF,
     STAT_AVG_LOAD, STAT_BUDGET_SPENT, STAT_COLLAPSED, STAT_CRIT, STAT_CRIT_RATE, STAT_INVALID,
-    STAT_LENGTH, STAT_OOM, STAT_OOM_RATE, STAT_OVERLOAD, STAT_RETURN, UP,
+    STAT_LENGTH, STAT_OOM, STAT_OOM_RATE, STAT_OVERLOAD, STAT_RETURN, UP, node_ratios,
 )
 
 pytestmark = pytest.mark.parametrize("backend", BACKENDS)
@@ -22,12 +23,7 @@ CENTER = obs_index(0, 0, 0)  # first channel of the agent's own node
 
 def flat(world, cpu=0.25, mem=0.25, prio=0.25, cap=1.0, spike=0.0, grid=0):
     """Give every node of `grid` the same, exactly representable, values."""
-    s = world.state
-    s.cpu_base[grid] = cpu
-    s.mem[grid] = mem
-    s.prio[grid] = prio
-    s.cap[grid] = cap
-    s.spike[grid] = spike
+    world.set(grid, cpu=cpu, mem=mem, prio=prio, cap=cap, spike=spike)
 
 
 def window_nodes(params, y, x):
@@ -44,11 +40,8 @@ def test_observation_layout_every_position(backend):
     s = world.state
     n = params.height * params.width
     i = np.arange(n)
-    s.cpu_base[0] = (i + 1) / 128.0
-    s.mem[0] = (i + 1) / 64.0
-    s.prio[0] = ((i * 7) % n) / 64.0
-    s.cap[0] = np.where(i % 3 == 0, 2.0, 1.0)
-    s.spike[0] = 0.0
+    world.set(0, cpu=(i + 1) / 128.0, mem=(i + 1) / 64.0, prio=((i * 7) % n) / 64.0,
+              cap=np.where(i % 3 == 0, 2.0, 1.0), spike=0.0)
     s.budget[0] = 0.75
     for y in range(params.height):
         for x in range(params.width):
@@ -176,8 +169,8 @@ def test_clean_reduces_memory_and_spikes_on_the_window(backend, y, x, fraction):
     cleaned = np.zeros(params.height * params.width, dtype=bool)
     cleaned[window_nodes(params, y, x)] = True
     keep = 1.0 - fraction
-    np.testing.assert_array_equal(world.state.mem[0], np.where(cleaned, 0.75 * keep, 0.75))
-    np.testing.assert_array_equal(world.state.spike[0], np.where(cleaned, 0.5 * keep, 0.5))
+    np.testing.assert_array_equal(world.mem[0], np.where(cleaned, 0.75 * keep, 0.75))
+    np.testing.assert_array_equal(world.spike[0], np.where(cleaned, 0.5 * keep, 0.5))
     assert world.state.budget[0] == 1.0 - params.clean_cost
     assert obs[0, OBS_BUDGET] == np.float32(1.0 - params.clean_cost)
     assert world.state.ep_spent[0] == params.clean_cost
@@ -194,8 +187,7 @@ def test_clean_without_budget_does_nothing_and_is_invalid(backend):
     world.state.budget[0] = params.clean_cost - 0.03125
     before = world.snapshot()
     _, rewards, _, _ = world.step(CLEAN)
-    np.testing.assert_array_equal(world.state.mem, before["mem"])
-    np.testing.assert_array_equal(world.state.spike, before["spike"])
+    np.testing.assert_array_equal(world.state.nodes, before["nodes"])
     assert world.state.budget[0] == before["budget"][0]
     assert world.state.ep_spent[0] == 0.0
     assert world.state.ep_invalid[0] == 1
@@ -210,7 +202,7 @@ def test_clean_with_exactly_enough_budget_works(backend):
     world.state.budget[0] = params.clean_cost
     _, rewards, _, _ = world.step(CLEAN)
     assert world.state.budget[0] == 0.0
-    assert world.state.mem[0, node(params, 2, 2)] == 0.375
+    assert world.mem[0, node(params, 2, 2)] == 0.375
     assert world.state.ep_invalid[0] == 0 and rewards[0] == 0.0
 
 
@@ -221,12 +213,11 @@ def test_inefficient_cleaning_penalty_formula(backend):
     flat(world, mem=0.75)
     y, x = 0, 1  # top edge: the window has 6 nodes inside the grid
     world.place(y, x)
-    s = world.state
     mems = {(0, 0): 0.125, (0, 1): 0.25, (0, 2): 0.875, (1, 0): 0.5, (1, 1): 0.375, (1, 2): 0.5}
     for (ny, nx), m in mems.items():
-        s.mem[0, node(params, ny, nx)] = m
-    s.cap[0, node(params, 1, 2)] = 4.0  # ratio 0.125: wasteful although the absolute mem is 0.5
-    s.mem[0, node(params, 3, 3)] = 0.0   # outside the window: never counts
+        world.set(0, node(params, ny, nx), mem=m)
+    world.set(0, node(params, 1, 2), cap=4.0)  # ratio 0.125: wasteful although the absolute mem is 0.5
+    world.set(0, node(params, 3, 3), mem=0.0)  # outside the window: never counts
     waste = (0.5 - 0.125) + (0.5 - 0.25) + 0.0 + 0.0 + (0.5 - 0.375) + (0.5 - 0.125)
     _, rewards, _, _ = world.step(CLEAN)
     assert rewards[0] == pytest.approx(-0.75 * waste, rel=1e-6)
@@ -256,13 +247,13 @@ def test_scale_raises_capacity_and_lowers_ratios(backend, action, added, cost_un
     world = World(backend, params)
     flat(world, cpu=0.25, mem=0.25)
     i = node(params, 3, 2)
-    world.state.cpu_base[0, i] = 0.75
-    world.state.mem[0, i] = 0.75
+    world.set(0, i, cpu=0.75)
+    world.set(0, i, mem=0.75)
     world.place(3, 2)
     obs, rewards, _, _ = world.step(action)
     cap = 1.0 + added
-    assert world.state.cap[0, i] == cap
-    others = np.delete(world.state.cap[0], i)
+    assert world.cap[0, i] == cap
+    others = np.delete(world.cap[0], i)
     assert np.all(others == 1.0)
     assert world.state.budget[0] == 1.0 - params.scale_cost * cost_units
     assert world.state.ep_spent[0] == params.scale_cost * cost_units
@@ -277,15 +268,15 @@ def test_scale_stops_at_cap_max(backend):
     world = World(backend, params)
     world.place(1, 1)
     i = node(params, 1, 1)
-    world.state.cap[0, i] = 2.75
+    world.set(0, i, cap=2.75)
     _, rewards, _, _ = world.step(SCALE_FULL)
-    assert world.state.cap[0, i] == 3.0
+    assert world.cap[0, i] == 3.0
     assert world.state.budget[0] == 1.0 - 0.5 * 0.25  # pays only for the quarter unit added
     assert rewards[0] == 0.0
     for action in (SCALE_HALF, SCALE_FULL):
         budget = world.state.budget[0]
         _, rewards, _, _ = world.step(action)
-        assert world.state.cap[0, i] == 3.0
+        assert world.cap[0, i] == 3.0
         assert world.state.budget[0] == budget
         assert rewards[0] == np.float32(-params.invalid_penalty)
     assert world.state.ep_invalid[0] == 2
@@ -300,13 +291,13 @@ def test_partial_scaling_when_budget_is_short(backend, action, unit):
     world.state.budget[0] = 0.125
     obs, rewards, _, _ = world.step(action)
     cost = params.scale_cost * unit
-    assert world.state.cap[0, i] == pytest.approx(1.0 + unit * 0.125 / cost, rel=1e-7)
+    assert world.cap[0, i] == pytest.approx(1.0 + unit * 0.125 / cost, rel=1e-7)
     assert world.state.budget[0] == 0.0 and obs[0, OBS_BUDGET] == 0.0
     assert world.state.ep_spent[0] == 0.125
     assert rewards[0] == 0.0 and world.state.ep_invalid[0] == 0
     # With nothing left to pay, scaling adds nothing and is invalid.
     _, rewards, _, _ = world.step(action)
-    assert world.state.cap[0, i] == pytest.approx(1.0 + unit * 0.125 / cost, rel=1e-7)
+    assert world.cap[0, i] == pytest.approx(1.0 + unit * 0.125 / cost, rel=1e-7)
     assert world.state.ep_invalid[0] == 1
     assert rewards[0] == np.float32(-params.invalid_penalty)
 
@@ -319,8 +310,8 @@ def test_agents_share_one_budget_in_agent_order(backend):
     world.place(4, 4, agent=1)
     world.state.budget[0] = 1.5 * params.clean_cost
     _, rewards, _, _ = world.step([CLEAN, CLEAN])
-    assert world.state.mem[0, node(params, 1, 1)] == 0.375   # agent 0 paid and cleaned
-    assert world.state.mem[0, node(params, 4, 4)] == 0.75    # agent 1 could not pay
+    assert world.mem[0, node(params, 1, 1)] == 0.375   # agent 0 paid and cleaned
+    assert world.mem[0, node(params, 4, 4)] == 0.75    # agent 1 could not pay
     assert world.state.budget[0] == 0.5 * params.clean_cost
     assert world.state.ep_invalid[0] == 1
     assert rewards[0] == rewards[1] == np.float32(-params.invalid_penalty)
@@ -367,14 +358,14 @@ def test_oom_restart_penalty_and_criticality(backend, prio, critical, cap):
     flat(world)
     i = node(params, 3, 4)
     s = world.state
-    s.cap[0, i], s.mem[0, i], s.prio[0, i], s.spike[0, i] = cap, cap, prio, 0.25
+    world.set(0, i, cap=cap, mem=cap, prio=prio, spike=0.25)
     _, rewards, terminals, _ = world.step(NOOP)
     assert s.ep_oom[0] == 1
     assert s.ep_crit[0] == int(critical)
     assert rewards[0] == np.float32(-1.5 * (1.0 + 2.0 * prio))
-    assert s.mem[0, i] == 0.25 * cap
-    assert s.spike[0, i] == 0.0
-    assert s.cap[0, i] == cap  # a restart keeps the capacity
+    assert world.mem[0, i] == 0.25 * cap
+    assert world.spike[0, i] == 0.0
+    assert world.cap[0, i] == cap  # a restart keeps the capacity
     assert not terminals[0]
     # The restarted node does not OOM again.
     _, rewards, _, _ = world.step(NOOP)
@@ -385,18 +376,18 @@ def test_oom_at_or_above_capacity_only(backend):
     params = quiet_params()
     world = World(backend, params)
     flat(world, mem=0.9990234375)  # 1 - 2**-10
-    world.state.mem[0, 0] = 1.0
-    world.state.mem[0, 1] = 1.25
+    world.set(0, 0, mem=1.0)
+    world.set(0, 1, mem=1.25)
     _, rewards, _, _ = world.step(NOOP)
     assert world.state.ep_oom[0] == 2
-    assert np.count_nonzero(world.state.mem[0] == np.float32(params.restart_mem)) == 2
+    assert np.count_nonzero(world.mem[0] == params.restart_mem) == 2
     assert rewards[0] == np.float32(-2 * params.oom_penalty * (1 + params.crit_weight * 0.25))
 
 
 # --- overloads ----------------------------------------------------------------------------------
 
 SPIKY = dict(height=4, width=4, spike_rate=0.125, spike_min=0.25, spike_max=0.25,
-             overload_mem_jump=0.25, overload_penalty=0.25, spike_decay=1.0)
+             overload_mem_jump=0.25, overload_penalty=0.25, spike_fade=0.0)
 
 
 def test_overload_counted_penalised_and_adds_memory(backend):
@@ -407,10 +398,10 @@ def test_overload_counted_penalised_and_adds_memory(backend):
     s = world.state
     assert s.ep_overload[0] == 2
     assert rewards[0] == np.float32(-2 * 0.25)
-    assert s.spike[0].sum() == pytest.approx(0.5)
-    assert s.mem[0].sum() == pytest.approx(16 * 0.125 + 2 * 0.25 * 1.0)
-    hit = s.spike[0] > 0
-    assert np.all(s.mem[0][~hit] == 0.125) and np.all(s.mem[0][hit] > 0.125)
+    assert world.spike[0].sum() == pytest.approx(0.5)
+    assert world.mem[0].sum() == pytest.approx(16 * 0.125 + 2 * 0.25 * 1.0)
+    hit = world.spike[0] > 0
+    assert np.all(world.mem[0][~hit] == 0.125) and np.all(world.mem[0][hit] > 0.125)
 
 
 def test_overload_memory_jump_scales_with_capacity(backend):
@@ -419,7 +410,7 @@ def test_overload_memory_jump_scales_with_capacity(backend):
     flat(world, cpu=1.875, mem=0.125, cap=2.0)  # (1.875 + 0.25) / 2 >= 1
     _, rewards, _, _ = world.step(NOOP)
     assert world.state.ep_overload[0] == 2
-    assert world.state.mem[0].sum() == pytest.approx(16 * 0.125 + 2 * 0.25 * 2.0)
+    assert world.mem[0].sum() == pytest.approx(16 * 0.125 + 2 * 0.25 * 2.0)
     assert rewards[0] == np.float32(-0.5)
 
 
@@ -430,8 +421,8 @@ def test_no_overload_below_full_cpu(backend, cpu, cap):
     flat(world, cpu=cpu, mem=0.125, cap=cap)
     _, rewards, _, _ = world.step(NOOP)
     assert world.state.ep_overload[0] == 0
-    assert np.all(world.state.mem[0] == 0.125)
-    assert world.state.spike[0].sum() == pytest.approx(0.5)  # the spikes did land
+    assert np.all(world.mem[0] == 0.125)
+    assert world.spike[0].sum() == pytest.approx(0.5)  # the spikes did land
     assert rewards[0] == 0.0
 
 
@@ -442,13 +433,12 @@ def test_memory_leak_accelerates_with_time(backend):
     params = quiet_params(leak_min=0.0005, leak_max=0.004, red_queen_horizon=horizon,
                           mem_init_min=0.05, mem_init_max=0.1)
     world = World(backend, params, seed=31)
-    s = world.state
-    leak = s.leak[0].astype(np.float64)
+    leak = world.loads("leak")[0]
     assert leak.min() >= 0.0005 and leak.max() <= 0.004 and leak.max() > leak.min()
-    history = [s.mem[0].astype(np.float64)]
+    history = [world.mem[0]]
     for _ in range(120):
         world.step(NOOP)
-        history.append(s.mem[0].astype(np.float64))
+        history.append(world.mem[0])
     increments = np.diff(np.array(history), axis=0)  # (steps, nodes)
     t = np.arange(1, 121)[:, None]
     np.testing.assert_allclose(increments, leak[None, :] * (1.0 + t / horizon), rtol=2e-3)
@@ -460,8 +450,8 @@ def test_memory_ratio_leak_is_divided_by_capacity(backend):
     params = quiet_params(leak_min=0.004, leak_max=0.004, red_queen_horizon=100.0)
     world = World(backend, params)
     flat(world, mem=0.125)
-    world.state.cap[0, node(params, 2, 3)] = 2.0
-    world.state.mem[0, node(params, 2, 3)] = 0.25  # same ratio 0.125
+    world.set(0, node(params, 2, 3), cap=2.0)
+    world.set(0, node(params, 2, 3), mem=0.25)  # same ratio 0.125
     world.place(2, 2)
     obs = world.step(NOOP)[0][0]
     rise_full = obs[obs_index(0, 0, MEM)] - 0.125
@@ -474,8 +464,7 @@ def test_memory_ratio_leak_is_divided_by_capacity(backend):
 
 def _force_oom(world, y, x, prio):
     i = node(world.params, y, x)
-    world.state.mem[0, i] = world.state.cap[0, i]
-    world.state.prio[0, i] = prio
+    world.set(0, i, mem=world.cap[0, i], prio=prio)
 
 
 def test_collapse_on_critical_ooms(backend):
@@ -578,9 +567,7 @@ def test_episode_statistics_values(backend):
     s = world.state
 
     def mean_load():
-        cap = s.cap[0].astype(np.float64)
-        cpu = np.minimum(1.0, (s.cpu_base[0] + s.spike[0].astype(np.float64)) / cap)
-        mem = np.minimum(1.0, s.mem[0] / cap)
+        cpu, mem, _ = node_ratios(s, params, 0)
         return float(np.mean(0.5 * (cpu + mem)))
 
     loads, rewards = [], []

@@ -6,7 +6,7 @@ import numpy as np
 
 from kernels import cluster_ops as kernel
 from kernels.rng import counter_hash
-from puffer_cluster.tables import BASELINES, win_rate_lines
+from puffer_cluster.tables import BASELINES, results_table
 
 STREAM_ACTION = np.uint64(0xC0D5)
 # A share of pods this small counts as none (the observation is float32).
@@ -65,15 +65,10 @@ def heuristic_actions(observations: np.ndarray, out: np.ndarray | None = None) -
 def format_table(rows: list[dict]) -> str:
     """The ClusterOps benchmark table, in the format of the gardener's (rows of
     `tables.statistics_row`)."""
-    width = max(len(row["name"]) for row in rows)
-    rule = "=" * 78
-    lines = [rule, f"CLUSTEROPS RESULTS ({' vs '.join(row['name'] for row in rows)})", rule]
-    for row in rows:
-        lines.append(
-            f"{row['name']:<{width}} | reward mu={row['reward_mean']:+.3f} sigma={row['reward_std']:.3f}"
-            f" | resolved mu={row['resolved_mean']:.2f} | wrong fixes mu={row['wrong_fixes_mean']:.2f}"
-            f" | healthy={row['healthy_fraction_mean']:.2f} | open={row['open_incidents_mean']:.2f}")
-    lines.append("-" * 78)
-    lines.extend(win_rate_lines(rows, BASELINES))
-    lines.append(rule)
-    return "\n".join(lines)
+    return results_table(
+        "CLUSTEROPS RESULTS", rows,
+        lambda row: f" | resolved mu={row['resolved_mean']:.2f}"
+                    f" | wrong fixes mu={row['wrong_fixes_mean']:.2f}"
+                    f" | healthy={row['healthy_fraction_mean']:.2f}"
+                    f" | open={row['open_incidents_mean']:.2f}",
+        BASELINES, width=78)

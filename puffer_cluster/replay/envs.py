@@ -23,11 +23,10 @@ class _RenderView:
 
     def __init__(self, env, grid: int):
         s, tl = env.state, env.kernel_timelines
-        self.cpu_base = s.cpu[grid:grid + 1]
-        self.spike = np.zeros_like(self.cpu_base)
-        self.mem = s.mem[grid:grid + 1] + s.overlay[grid:grid + 1]
-        self.prio = tl.prio[s.trace[grid]][None, :]
-        self.cap = s.cap[grid:grid + 1]
+        cap = s.cap[grid].astype(np.float64)
+        self.channels = (np.minimum(1.0, s.cpu[grid] / cap),
+                         np.minimum(1.0, (s.mem[grid] + s.overlay[grid]) / cap),
+                         tl.prio[s.trace[grid]])
         for name in ("agent_y", "agent_x", "step", "budget", "ep_oom", "ep_crit", "ep_overload",
                      "ep_return"):
             setattr(self, name, getattr(s, name)[grid:grid + 1])

@@ -1,0 +1,103 @@
+"""World v2 throughput: the event-driven kernel against the dense one, one thread, random actions.
+
+    NUMBA_NUM_THREADS=1 python bench/world_v2.py [--seconds 2] [--json out.json] [--png out.png]
+
+Rows: grid size x grids x gardeners per grid, for `kernels.dense` and `kernels.event`, after a
+warm-up, best of 3 windows of CPU time (the machine is shared: process time, not wall time).
+Events per step count the spikes that land (spike_rate * nodes) and the OOMs (from the episode
+statistics); the cpu phase changes they cause come on top. State bytes per grid include the event
+kernel's queue (2 * (max_steps + 1) wheel slots and 7 fields per node, its bound).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from kernels import dense, event
+from kernels.world import OBS_SIZE, STAT_LENGTH, STAT_OOM, allocate_state, grid_seeds, state_bytes_per_grid
+from puffer_cluster.env import world_params
+
+ROWS = ((16, 4096, 1), (64, 256, 1), (128, 64, 1), (256, 16, 1),
+        (16, 4096, 4), (64, 256, 4), (128, 64, 4), (256, 16, 4))
+RING = 16
+
+
+def measure(kernel, size: int, grids: int, agents: int, seconds: float) -> dict:
+    params = world_params(dict(height=size, width=size, agents_per_grid=agents))
+    state = allocate_state(grids, params, event=kernel is event)
+    state.grid_seed[:] = grid_seeds(0, 0, grids)
+    n = grids * agents
+    obs, rewards = np.zeros((n, OBS_SIZE), np.float32), np.zeros(n, np.float32)
+    terminals, truncations = np.zeros(n, bool), np.zeros(n, bool)
+    rng = np.random.default_rng(0)
+    ring = [rng.integers(0, 8, n).astype(np.int32) for _ in range(RING)]
+    kernel.reset_grids(state, params, obs)
+    for k in range(3):
+        kernel.step(state, params, ring[k], obs, rewards, terminals, truncations, True)
+    windows = []
+    for _ in range(3):
+        start, steps = time.process_time(), 0
+        while time.process_time() - start < seconds / 3 or steps < 2:
+            kernel.step(state, params, ring[steps % RING], obs, rewards, terminals, truncations,
+                        True)
+            steps += 1
+        windows.append(grids * steps / (time.process_time() - start))
+    finished = state.finished_sum
+    oom_per_step = finished[:, STAT_OOM].sum() / max(1.0, finished[:, STAT_LENGTH].sum())
+    events = params.spike_rate * size * size + oom_per_step
+    best = max(windows)
+    return dict(kernel=kernel.__name__.split(".")[-1], grid=size, grids=grids, agents=agents,
+                nodes=size * size, agent_steps_per_s=best * agents, grid_steps_per_s=best,
+                spread=1 - min(windows) / best, events_per_step=events,
+                ns_per_event=1e9 / best / events,
+                state_bytes_per_grid=state_bytes_per_grid(params, kernel is event))
+
+
+def plot(rows: list[dict], path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for name in ("dense", "event"):
+        for agents, style in ((1, "-o"), (4, "--s")):
+            points = [(r["nodes"], r["agent_steps_per_s"]) for r in rows
+                      if r["kernel"] == name and r["agents"] == agents]
+            if points:
+                axis.plot(*zip(*points), style, label=f"{name}, {agents} gardener(s)")
+    axis.set(xscale="log", yscale="log", xlabel="nodes per grid", ylabel="agent-steps/s (1 thread)",
+             title="World v2: dense vs event kernel")
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--json")
+    parser.add_argument("--png")
+    args = parser.parse_args()
+    rows = []
+    print("| kernel | grid | grids | agents | agent-steps/s | spread | events/step | ns/event "
+          "| state bytes/grid |\n|---|---|---|---|---|---|---|---|---|")
+    for size, grids, agents in ROWS:
+        for kernel in (dense, event):
+            row = measure(kernel, size, grids, agents, args.seconds)
+            rows.append(row)
+            print(f"| {row['kernel']} | {size}x{size} | {grids:,} | {agents} | "
+                  f"{row['agent_steps_per_s']:,.0f} | {row['spread']:.0%} | "
+                  f"{row['events_per_step']:.1f} | {row['ns_per_event']:,.0f} | "
+                  f"{row['state_bytes_per_grid']:,} |", flush=True)
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(rows, out, indent=1)
+    if args.png:
+        plot(rows, args.png)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""The dense Numba kernel of World v2: every step evaluates every node's closed forms, in the
+reference's arithmetic (`kernels.reference`), `prange` over grids. Integer sums are exact, so the
+thread count never changes a bit.
+"""
+import numpy as np
+from numba import njit, prange
+
+from kernels.fast import move_agent, settle_grid
+from kernels.fixed import CAP, ONE, PRIO, clean_waste_nb, mean_load_nb, oom_cost_nb
+from kernels.rng import STREAM_SPIKE_COUNT
+from kernels.rules import (
+    clean_node, cpu_now, draw_spike, land_spike, mem_now, observe_grid, pay_for_scale,
+    rescale_node, restart_node, start_episode, uniform,
+)
+from kernels.world import CLEAN, NUM_ACTIONS, SCALE_FULL, SCALE_HALF
+
+# Grids per call of the compiled per-grid loop (`_step_range`), the unit of work of a thread. The
+# loop itself runs without Numba's reference counting (`_nrt=False`): it allocates nothing, and
+# counting every view and argument of the per-node rules would cost more than the rules.
+CHUNK = 32
+
+
+@njit(inline="always")
+def apply_actions(state, params, g, actions, event_hook):
+    """Rule 1: each agent's action, in agent order, paid from the shared budget, at the step
+    before time advances. `event_hook(state, params, g, i, before)` runs around every node
+    change (before=True, then False): the event kernel's bookkeeping, nothing for the dense one.
+    Returns the invalid-action count and the cleaning waste (ratio units)."""
+    height, width = params.height, params.width
+    t = state.step[g]
+    nodes = state.nodes[g]
+    table = params.entropy_integral
+    invalid = 0
+    waste = 0
+    for a in range(params.agents_per_grid):
+        action = actions[g * params.agents_per_grid + a]
+        if action < 0 or action >= NUM_ACTIONS:
+            invalid += 1
+        elif action == CLEAN:
+            if state.budget[g] >= params.clean_cost:
+                state.budget[g] -= params.clean_cost
+                state.ep_spent[g] += params.clean_cost
+                y, x = state.agent_y[g, a], state.agent_x[g, a]
+                for dy in range(-1, 2):
+                    for dx in range(-1, 2):
+                        ny, nx = y + dy, x + dx
+                        if 0 <= ny < height and 0 <= nx < width:
+                            i = ny * width + nx
+                            event_hook(state, params, g, i, True)
+                            waste += clean_node(params, table, nodes, i, t)
+                            event_hook(state, params, g, i, False)
+            else:
+                invalid += 1
+        elif action == SCALE_HALF or action == SCALE_FULL:
+            added = pay_for_scale(state, params, g, a, action)
+            if added == 0:
+                invalid += 1
+            else:
+                i = state.agent_y[g, a] * width + state.agent_x[g, a]
+                event_hook(state, params, g, i, True)
+                rescale_node(table, nodes, i, t, nodes[i, CAP] + added)
+                event_hook(state, params, g, i, False)
+        else:
+            move_agent(state, params, g, a, action)
+    return invalid, waste
+
+
+@njit(inline="always")
+def no_hook(state, params, g, i, before):
+    pass
+
+
+@njit(inline="always")
+def _step_grid(state, params, g, actions, observations, rewards, terminals, truncations, auto_reset):
+    count = params.height * params.width
+    nodes = state.nodes[g]
+    table = params.entropy_integral
+    invalid, waste = apply_actions(state, params, g, actions, no_hook)
+
+    # 2. Time advances: the closed forms carry the leak and the spikes' fade.
+    t = state.step[g] + 1
+    state.step[g] = t
+
+    # 3. New CPU spikes land; one that pushes cpu to 1 or more is an overload.
+    seed = state.episode_seed[g]
+    overloads = 0
+    spikes = int(params.spike_rate * count + uniform(seed, t, 0, STREAM_SPIKE_COUNT))
+    for j in range(spikes):
+        i, size = draw_spike(params, seed, t, j, count)
+        overloads += land_spike(params, table, nodes, i, t, size)
+
+    # 4. Out-of-memory nodes restart; the load sums both ratios of every node, in integers.
+    ooms = 0
+    crits = 0
+    prio_sum = 0
+    load = 0
+    for i in range(count):
+        mem = mem_now(table, nodes, i, t)
+        if mem >= ONE:
+            ooms += 1
+            crits += nodes[i, PRIO] >= params.crit_fx
+            prio_sum += nodes[i, PRIO]
+            restart_node(params, nodes, i, t)
+            mem = params.restart_fx
+        load += cpu_now(nodes, i, t) + mem
+
+    # 5. The budget recovers slowly.
+    state.budget[g] = min(1.0, state.budget[g] + params.budget_regen)
+
+    done = settle_grid(state, params, g, ooms, crits, oom_cost_nb(params, ooms, prio_sum),
+                       overloads, clean_waste_nb(waste), invalid, mean_load_nb(load, count),
+                       params.max_steps, rewards, terminals, truncations)
+    if done and auto_reset:
+        state.episode[g] += np.uint64(1)
+        start_episode(state, params, g)
+    observe_grid(state, params, g, observations)
+
+
+@njit(inline="always")
+def _reset_grid(state, params, g, observations):
+    start_episode(state, params, g)
+    observe_grid(state, params, g, observations)
+
+
+@njit(nogil=True, cache=True, _nrt=False)
+def _reset_range(state, params, first, last, observations):
+    for g in range(first, last):
+        _reset_grid(state, params, g, observations)
+
+
+@njit(nogil=True, cache=True, _nrt=False)
+def _step_range(state, params, first, last, actions, observations, rewards, terminals,
+                truncations, auto_reset):
+    for g in range(first, last):
+        _step_grid(state, params, g, actions, observations, rewards, terminals, truncations,
+                   auto_reset)
+
+
+def _reset_grids(state, params, observations):
+    grids = state.step.shape[0]
+    for chunk in prange((grids + CHUNK - 1) // CHUNK):
+        _reset_range(state, params, chunk * CHUNK, min(grids, (chunk + 1) * CHUNK), observations)
+
+
+def _step(state, params, actions, observations, rewards, terminals, truncations, auto_reset):
+    grids = state.step.shape[0]
+    for chunk in prange((grids + CHUNK - 1) // CHUNK):
+        _step_range(state, params, chunk * CHUNK, min(grids, (chunk + 1) * CHUNK), actions,
+                    observations, rewards, terminals, truncations, auto_reset)
+
+
+def _reset_grids_one_thread(state, params, observations):
+    _reset_range(state, params, 0, state.step.shape[0], observations)
+
+
+def _step_one_thread(state, params, actions, observations, rewards, terminals, truncations,
+                     auto_reset):
+    _step_range(state, params, 0, state.step.shape[0], actions, observations, rewards, terminals,
+                truncations, auto_reset)
+
+
+# Many grids: one thread per chunk of grids. One grid (the Gymnasium env): no thread start-up.
+# Separate Python functions, not one compiled twice: Numba's on-disk cache is keyed by the
+# function, so a parallel and a serial build of one function would load each other's code.
+reset_grids = njit(parallel=True, nogil=True, cache=True)(_reset_grids)
+step = njit(parallel=True, nogil=True, cache=True)(_step)
+reset_grids_serial = njit(nogil=True, cache=True)(_reset_grids_one_thread)
+step_serial = njit(nogil=True, cache=True)(_step_one_thread)
