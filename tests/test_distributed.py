@@ -66,6 +66,22 @@ def test_a_share_of_simarena_envs_cycles_as_the_whole():
                           np.concatenate([share.state.grid_seed for share in shares]))
 
 
+def test_a_share_of_cluster_ops_envs_plays_the_same_clusters_as_the_whole():
+    from puffer_cluster.cluster_ops.env import make_cluster_ops_vecenv
+    config = load_config("cluster_ops", ["--env.num-envs", "6", "--env.log-interval", "4"])
+    whole = make_cluster_ops_vecenv(config)
+    shares = [make_cluster_ops_vecenv(config, rank, 2) for rank in (0, 1)]
+    observations = [env.reset()[0] for env in (whole, *shares)]
+    assert np.array_equal(observations[0], np.concatenate(observations[1:]))
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        actions = rng.integers(0, whole.single_action_space.n, 6).astype(np.int32)
+        expected = whole.step(actions)
+        parts = [share.step(actions[3 * i:3 * i + 3]) for i, share in enumerate(shares)]
+        for k in range(4):  # observations, rewards, terminals, truncations
+            assert np.array_equal(expected[k], np.concatenate([part[k] for part in parts]))
+
+
 def test_two_processes_resume_equals_uninterrupted(tmp_path):
     """Two gloo processes: a run stopped after update 3 and resumed (in the same processes, rank
     0 writing slowly) ends bit for bit where the uninterrupted run ends (weights and both
