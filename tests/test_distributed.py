@@ -82,6 +82,20 @@ def test_a_share_of_cluster_ops_envs_plays_the_same_clusters_as_the_whole():
             assert np.array_equal(expected[k], np.concatenate([part[k] for part in parts]))
 
 
+@pytest.mark.parametrize("trainer", ["dqn", "eps_greedy"])
+def test_value_based_trainers_refuse_to_run_under_torchrun(tmp_path, monkeypatch, trainer):
+    from trainers import TRAINERS
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    config = load_config("simarena", ["--train.trainer", trainer, "--env.num-envs", "2",
+                                      "--train.num-steps", "4", "--train.total-timesteps", "8",
+                                      "--train.eval-interval", "0", "--train.data-dir",
+                                      str(tmp_path / "runs")])
+    with pytest.raises(ConfigError, match=f"train.trainer {trainer} trains in one process"):
+        TRAINERS[trainer](config)
+    assert not (tmp_path / "runs").exists()
+
+
 def test_two_processes_resume_equals_uninterrupted(tmp_path):
     """Two gloo processes: a run stopped after update 3 and resumed (in the same processes, rank
     0 writing slowly) ends bit for bit where the uninterrupted run ends (weights and both

@@ -25,6 +25,7 @@ from puffer_cluster.evaluate import heldout_return
 from puffer_cluster.registry import get_env_spec, policy_factory
 from trainers.checkpoint import load_checkpoint, save_atomic
 from trainers.curves import plot_learning_curve
+from trainers.distributed import Ranks
 from trainers.ppo import episode_scalars, evaluate_greedy, flatten_infos, open_run_dir
 from trainers.training_state import policy_payload, resumed_progress, rng_state, set_rng_state
 from trainers.stopping import StopOnSignal, workers_ignore_ctrl_c
@@ -79,6 +80,9 @@ def train_value_based(config: dict, make_learner, resume: str | None = None,
     learner are set up. A signal stops the run with `TrainingInterrupted` after saving latest.pt."""
     validate_train_config(config)
     args = config["train"]
+    if Ranks.from_environment().distributed:
+        raise ConfigError(f"train.trainer {args['trainer']} trains in one process (ppo alone "
+                          "trains across processes); run it without torchrun")
     checkpoint = load_checkpoint(resume, require_training_state=True) if resume else None
     if checkpoint is not None:
         trained_by = checkpoint["config"].get("train", {}).get("trainer", "ppo")
