@@ -107,6 +107,7 @@ def test_two_processes_resume_equals_uninterrupted(tmp_path):
     full = load_checkpoint(tmp_path / "full" / "final.pt")
     split = load_checkpoint(tmp_path / "split" / "final.pt")
     assert full["global_step"] == split["global_step"] == 32 * 8 * 6  # all processes counted
+    assert full["critic_extra"] > 0  # the privileged critic's columns, after the actor's
     for name in full["model"]:
         assert torch.equal(full["model"][name], split["model"][name]), name
     latest = [load_checkpoint(tmp_path / run / "latest.pt")["training"]["ranks"]
