@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from kernels.world import grid_seeds
+from puffer_cluster.kernels.world import grid_seeds
 from puffer_cluster.config import ConfigError, load_config
 from puffer_cluster.env import GardenerEnv, grid_share
-from trainers.checkpoint import load_checkpoint
-from trainers.train_config import validate_train_config
+from puffer_cluster.trainers.checkpoint import load_checkpoint
+from puffer_cluster.trainers.train_config import validate_train_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -84,7 +84,7 @@ def test_a_share_of_cluster_ops_envs_plays_the_same_clusters_as_the_whole():
 
 @pytest.mark.parametrize("trainer", ["dqn", "eps_greedy"])
 def test_value_based_trainers_refuse_to_run_under_torchrun(tmp_path, monkeypatch, trainer):
-    from trainers import TRAINERS
+    from puffer_cluster.trainers import TRAINERS
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "2")
     config = load_config("simarena", ["--train.trainer", trainer, "--env.num-envs", "2",

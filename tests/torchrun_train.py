@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 
 from puffer_cluster.config import ConfigError, load_config
-from trainers import ppo
-from trainers.checkpoint import load_checkpoint
-from trainers.distributed import Ranks, process_group
+from puffer_cluster.trainers import ppo
+from puffer_cluster.trainers.checkpoint import load_checkpoint
+from puffer_cluster.trainers.distributed import Ranks, process_group
 
 TINY = ["--env.num-envs", "32", "--env.log-interval", "8", "--env.height", "6",
         "--env.width", "6", "--env.max-steps", "20", "--train.num-steps", "8",

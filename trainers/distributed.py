@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 
 from puffer_cluster.config import ConfigError
-from trainers.stopping import PeerFailed
+from puffer_cluster.trainers.stopping import PeerFailed
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from puffer_cluster.cli.common import CONFIG_HELP, CLIError
 from puffer_cluster.config import ConfigError, apply_overrides, load_config
-from trainers.checkpoint import CheckpointError, load_checkpoint
+from puffer_cluster.trainers.checkpoint import CheckpointError, load_checkpoint
 
 
 def _description() -> str:
@@ -43,10 +43,10 @@ def run(args, overrides: list[str]) -> int:
     Under torchrun every process trains and rank 0 alone speaks (errors too: the others exit
     with the same status, silently)."""
     from puffer_cluster.evaluate import evaluate, format_table
-    from trainers import TRAINERS
-    from trainers.distributed import Ranks
-    from trainers.stopping import PeerFailed, TrainingInterrupted
-    from trainers.train_config import validate_train_config
+    from puffer_cluster.trainers import TRAINERS
+    from puffer_cluster.trainers.distributed import Ranks
+    from puffer_cluster.trainers.stopping import PeerFailed, TrainingInterrupted
+    from puffer_cluster.trainers.train_config import validate_train_config
     if args.resume and args.config:
         raise ConfigError("--resume continues with the checkpoint's own config; "
                           "drop --config (overrides are still accepted)")
