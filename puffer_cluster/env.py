@@ -104,10 +104,23 @@ def vectorize(env_class, env_kwargs: dict, vec: dict):
                                  seed=vec["seed"], **extra)
 
 
-def make_gardener_vecenv(config: dict):
+def grid_share(num_grids: int, rank: int, world_size: int) -> tuple[int, int]:
+    """The first grid and the number of grids process `rank` of `world_size` steps: an even,
+    contiguous share of the run's `num_grids`, so that grid i is the same world whatever the
+    process count."""
+    if num_grids % world_size:
+        raise ConfigError(f"env.num_envs (the run's grids, shared by its processes) must be a "
+                          f"multiple of the {world_size} processes, got {num_grids}")
+    share = num_grids // world_size
+    return rank * share, share
+
+
+def make_gardener_vecenv(config: dict, rank: int = 0, world_size: int = 1):
     """The trainer's gardener env (`[env]`, `[vec]`; `[policy] critic = privileged` appends the
-    critic's features to the observations)."""
-    env_kwargs = dict(num_envs=config["env"]["num_envs"], log_interval=config["env"]["log_interval"],
+    critic's features to the observations): process `rank`'s share of the run's grids."""
+    first_grid, num_grids = grid_share(config["env"]["num_envs"], rank, world_size)
+    env_kwargs = dict(num_envs=num_grids, first_grid=first_grid,
+                      log_interval=config["env"]["log_interval"],
                       critic_features=config["policy"]["critic"] == "privileged",
                       **world_config(config))
     return vectorize(GardenerEnv, env_kwargs, config["vec"])
@@ -130,9 +143,11 @@ class KernelVectorEnv(pufferlib.PufferEnv):
     per-grid seeds from the env's seed, reset, and steps that return PufferLib-style aggregated
     episode statistics every `log_interval` steps. A subclass sets `state`, `seed`,
     `log_interval`, its Numba kernels `_reset_kernel` and `_step_kernel`, and implements
-    `_reset_all()` and `_step_all(actions)`."""
+    `_reset_all()` and `_step_all(actions)`. Its grids are grids `first_grid ..` of an env
+    seeded `seed`: one process's share of a run's grids (`grid_share`)."""
 
     tick = 0
+    first_grid = 0
     _has_reset = False
     episode_stats = EPISODE_STATS  # names of the rows of `state.finished_sum`
 
@@ -140,7 +155,8 @@ class KernelVectorEnv(pufferlib.PufferEnv):
         if seed is not None:
             self.seed = seed
         announce_if_cold(self._reset_kernel, self._step_kernel)
-        self.state.grid_seed[:] = grid_seeds(self.seed, 0, self.state.grid_seed.shape[0])
+        self.state.grid_seed[:] = grid_seeds(self.seed, self.first_grid,
+                                              self.state.grid_seed.shape[0])
         self.state.episode[:] = 0
         self.state.finished_sum[:] = 0
         self.state.finished_count[:] = 0
@@ -196,11 +212,13 @@ class GardenerEnv(KernelVectorEnv):
     `step` returns `[info]`, the mean statistics of the episodes finished meanwhile.
     `critic_features=True` appends `kernels.critic`'s grid-wide features to every observation,
     for a privileged critic in training (the actor still reads the first OBS_SIZE values).
+    `first_grid > 0` makes these grids `first_grid ..` of the env seeded `seed`.
     """
 
     def __init__(self, num_envs: int | None = None, log_interval: int | None = None,
                  render_mode: str | None = "ansi", buf=None, seed: int = 0,
-                 critic_features: bool = False, kernel: str | None = None, **env_config):
+                 critic_features: bool = False, kernel: str | None = None, first_grid: int = 0,
+                 **env_config):
         defaults = env_defaults()
         self.num_grids = _checked_int("num_envs", num_envs if num_envs is not None
                                       else defaults["num_envs"], 1)
@@ -216,7 +234,7 @@ class GardenerEnv(KernelVectorEnv):
         self.num_agents = self.num_grids * self.params.agents_per_grid
         super().__init__(buf)
         self.state = allocate_state(self.num_grids, self.params, event=self.kernel is event)
-        self.seed = int(seed)
+        self.seed, self.first_grid = int(seed), _checked_int("first_grid", first_grid, 0)
         # One grid has no use for threads; avoid their start-up cost per step.
         serial = self.num_grids == 1
         self._reset_kernel = self.kernel.reset_grids_serial if serial else self.kernel.reset_grids

@@ -41,7 +41,9 @@ class EnvSpec:
     `heuristic`: the reference line of the trainer's held-out curve. The fields with defaults
     fit an env of one agent per env whose table shows every statistic's mean."""
     name: str
-    make_vecenv: Callable[[dict], Any]        # the trainer's env from a whole config ([vec] too)
+    # The trainer's env from a whole config ([vec] too), as (config, rank=0, world_size=1):
+    # process `rank`'s share of the run's `[env] num_envs` (`env.grid_share`).
+    make_vecenv: Callable[..., Any]
     # (config, episodes, seed, heldout) -> a native env whose first episodes make a table, or
     # (heldout) the trainer's held-out evaluation; the same envs for every policy.
     episode_env: Callable[[dict, int, int, bool], Any]

@@ -54,7 +54,9 @@ from puffer_cluster.kernels.simarena import (
     STAT_LENGTH, STAT_RETURN, STAT_SOLVED,
 )
 from puffer_cluster.config import ConfigError, config_section, settings_from
-from puffer_cluster.env import KernelVectorEnv, OneGridGymEnv, observation_space, vectorize
+from puffer_cluster.env import (
+    KernelVectorEnv, OneGridGymEnv, grid_share, observation_space, vectorize,
+)
 from puffer_cluster.replay import (
     NodeAllocations, ReplayError, ReplaySettings, compile_timeline, pod_requests, replay_settings,
 )
@@ -447,14 +449,17 @@ class SimArenaEnv(KernelVectorEnv):
     to one env per scenario. `parallel` picks the threaded kernel (default: from
     PARALLEL_MIN_ENVS envs on); both give the same bits. Env e's seed is grid e of `grid_seeds(seed)`; with `sampling =
     cycle` env e plays scenarios e, e + num_envs, ... Every `log_interval` steps `step` returns
-    `[info]`, the mean statistics of the episodes finished meanwhile."""
+    `[info]`, the mean statistics of the episodes finished meanwhile. `first_grid` and
+    `run_envs` make these envs envs `first_grid ..` of a run of `run_envs` (one process's share):
+    their seeds and cycles are those envs'."""
 
     episode_stats = EPISODE_STATS
 
     def __init__(self, num_envs: int | None = None, log_interval: int | None = 128,
                  render_mode: str | None = "ansi", buf=None, seed: int = 0, traces=None,
                  scenarios=None, simarena: dict | SimArenaSettings | None = None,
-                 replay: dict | ReplaySettings | None = None, parallel: bool | None = None):
+                 replay: dict | ReplaySettings | None = None, parallel: bool | None = None,
+                 first_grid: int = 0, run_envs: int | None = None):
         _setup(self, traces, scenarios, simarena, replay)
         self.num_envs_ = int(num_envs if num_envs is not None else len(self.scenarios))
         if self.num_envs_ < 1:
@@ -466,7 +471,9 @@ class SimArenaEnv(KernelVectorEnv):
         self.num_agents = self.num_envs_
         super().__init__(buf)
         self.state = kernel.allocate_state(self.num_agents, self.settings.nodes)
-        self.seed = seed
+        self.seed, self.first_grid = seed, int(first_grid)
+        self.state.slot[:] += self.first_grid
+        self.state.stride[:] = run_envs if run_envs is not None else self.num_agents
         # Threads pay off for large batches only (an env step is a fraction of a microsecond).
         self.parallel = self.num_agents >= PARALLEL_MIN_ENVS if parallel is None else bool(parallel)
         self._reset_kernel = kernel.reset_envs if self.parallel else kernel.reset_envs_serial
@@ -583,11 +590,12 @@ def _env_kwargs(config: dict) -> dict:
     return {"simarena": dict(config.get("simarena") or {}), "replay": dict(config.get("replay") or {})}
 
 
-def make_simarena_vecenv(config: dict):
+def make_simarena_vecenv(config: dict, rank: int = 0, world_size: int = 1):
     """The trainer's env for `[base] env_name = simarena` (`[env]` sizes, `[vec]` as for the
-    gardener)."""
-    kwargs = dict(num_envs=config["env"]["num_envs"], log_interval=config["env"]["log_interval"],
-                  **_env_kwargs(config))
+    gardener): process `rank`'s share of the run's envs."""
+    first_grid, num_envs = grid_share(config["env"]["num_envs"], rank, world_size)
+    kwargs = dict(num_envs=num_envs, first_grid=first_grid, run_envs=config["env"]["num_envs"],
+                  log_interval=config["env"]["log_interval"], **_env_kwargs(config))
     return vectorize(SimArenaEnv, kwargs, config["vec"])
 
 

@@ -173,7 +173,7 @@ def test_ppo_trains_on_several_traces_sized_to_different_grids(tmp_path, monkeyp
         "none", "--train.eval-interval", "0", "--train.torch-threads", "1", "--train.device", "cpu"])
     envs = []
 
-    def replay_vecenv(config):
+    def replay_vecenv(config, rank=0, world_size=1):  # the registry's make_vecenv protocol
         env = TraceReplayEnv([small, large], num_envs=8, log_interval=8, seed=1, max_steps=24)
         envs.append(env)
         return env

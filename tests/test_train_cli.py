@@ -133,6 +133,7 @@ BAD_INPUT = [  # (arguments, the key the message names, the valid range it state
     (["--train.learning-rate", "0"], "train.learning_rate", "finite number > 0"),
     (["--train.learning-rate", "-1e-3"], "train.learning_rate", "finite number > 0"),
     (["--train.learning-rate", "nan"], "train.learning_rate", "expected float"),
+    (["--train.collective-timeout", "0"], "train.collective_timeout", "positive number of seconds"),
     (["--train.total-timesteps", "1000"], "train.total_timesteps", "at least one batch (65,536"),
     (["--config", "/bin/ls"], "/bin/ls", "not a text config file"),
     (["--config", "SECTIONLESS"], "sectionless.ini", "before any [section] header"),

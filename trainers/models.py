@@ -2,7 +2,8 @@
 
 Both expose the same three calls so the trainer and evaluator never branch on the kind:
 `initial_state(batch)`, `step(obs, state, episode_start)` for acting one step at a time, and
-`unroll(obs[T, B], state, episode_start[T, B])` for the PPO update.
+`unroll(obs[T, B], state, episode_start[T, B])` for the PPO update, which is also `forward`
+(the call DistributedDataParallel wraps).
 
 A privileged critic (`critic_extra > 0`) reads `critic_extra` more values after the actor's
 `obs_size` (the env's training-only features); the actor never sees them, so a policy plays from
@@ -54,6 +55,9 @@ class MLPPolicy(nn.Module):
         logits, values, _ = self.step(obs, state, episode_start)
         return logits, values
 
+    def forward(self, obs, state, episode_start):
+        return self.unroll(obs, state, episode_start)
+
 
 class LSTMPolicy(nn.Module):
     """An encoder, an LSTM cell carrying memory across steps (reset at episode starts), heads."""
@@ -95,6 +99,9 @@ class LSTMPolicy(nn.Module):
             logits.append(step_logits)
             values.append(step_values)
         return torch.stack(logits), torch.stack(values)
+
+    def forward(self, obs, state, episode_start):
+        return self.unroll(obs, state, episode_start)
 
 
 POLICIES = {"mlp": MLPPolicy, "lstm": LSTMPolicy}

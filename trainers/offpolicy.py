@@ -24,6 +24,7 @@ from puffer_cluster.evaluate import heldout_return
 from puffer_cluster.registry import get_env_spec, policy_factory
 from puffer_cluster.trainers.checkpoint import load_checkpoint, save_atomic
 from puffer_cluster.trainers.curves import plot_learning_curve
+from puffer_cluster.trainers.distributed import Ranks
 from puffer_cluster.trainers.ppo import episode_scalars, evaluate_greedy, flatten_infos, open_run_dir
 from puffer_cluster.trainers.training_state import policy_payload, resumed_progress, rng_state, set_rng_state
 from puffer_cluster.trainers.stopping import StopOnSignal, workers_ignore_ctrl_c
@@ -78,6 +79,9 @@ def train_value_based(config: dict, make_learner, resume: str | None = None,
     learner are set up. A signal stops the run with `TrainingInterrupted` after saving latest.pt."""
     validate_train_config(config)
     args = config["train"]
+    if Ranks.from_environment().distributed:
+        raise ConfigError(f"train.trainer {args['trainer']} trains in one process (ppo alone "
+                          "trains across processes); run it without torchrun")
     checkpoint = load_checkpoint(resume, require_training_state=True) if resume else None
     if checkpoint is not None:
         trained_by = checkpoint["config"].get("train", {}).get("trainer", "ppo")

@@ -4,35 +4,44 @@ Rollouts come straight from the PufferLib vector env's buffers; then GAE, a clip
 loss, a clipped value loss, an entropy bonus, advantage normalisation, learning-rate annealing,
 gradient clipping, minibatches and epochs, all from the `[train]` config section. The env is
 the registry's spec of `[base] env_name` (`puffer_cluster.registry`).
+
+Under torchrun each process steps its share of the run's grids (by global grid index) and
+DistributedDataParallel averages the gradients; advantage normalisation and the logged
+statistics span all processes, and rank 0 alone writes the run directory (`trainers.distributed`).
 """
 from __future__ import annotations
 
 import shlex
 import sys
 import time
-from contextlib import closing
-from dataclasses import dataclass
+from contextlib import closing, nullcontext
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from torch.distributions.categorical import Categorical
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 
-from puffer_cluster.config import save_config
+from puffer_cluster.config import ConfigError, save_config
 from puffer_cluster.evaluate import heldout_return
 from puffer_cluster.policies import ModelPolicy
 from puffer_cluster.registry import get_env_spec, policy_factory
 from puffer_cluster.trainers.checkpoint import load_checkpoint, remove_partial_files, save_atomic
 from puffer_cluster.trainers.curves import plot_learning_curve
 from puffer_cluster.trainers.dashboard import Dashboard
+from puffer_cluster.trainers.distributed import Ranks, process_group
 from puffer_cluster.trainers.models import make_policy
 from puffer_cluster.trainers.stopping import StopOnSignal, workers_ignore_ctrl_c
-from puffer_cluster.trainers.train_config import seed_and_device, validate_train_config
+from puffer_cluster.trainers.train_config import resolve_device, seed_everything, validate_train_config
 from puffer_cluster.trainers.training_state import (
-    policy_payload, restore_training_state, resumed_progress, save_training_state,
+    policy_payload, rank_state, restore_training_state, resumed_progress, save_training_state,
+    saved_world_size,
 )
+
+ONE_PROCESS = Ranks()
 
 
 # --- The pieces of the PPO loss, small enough to check by hand -------------------------------
@@ -58,8 +67,10 @@ def compute_gae(rewards, values, episode_starts, next_value, next_episode_start,
     return advantages, advantages + values
 
 
-def normalize_advantages(advantages):
-    return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+def normalize_advantages(advantages, ranks: Ranks = ONE_PROCESS):
+    """Zero mean, unit standard deviation, over every process's `advantages` together."""
+    mean, std = ranks.mean_std(advantages)
+    return (advantages - mean) / (std + 1e-8)
 
 
 def clipped_policy_loss(ratio, advantages, clip_coef):
@@ -135,24 +146,28 @@ def minibatch_indices(num_steps: int, num_agents: int, num_minibatches: int, rec
     return [order[i:i + per_minibatch] for i in range(0, batch_size, per_minibatch)]
 
 
-def minibatch_forward(agent: nn.Module, rollout: Rollout, mb: torch.Tensor, initial_state):
+def minibatch_forward(learner: nn.Module, recurrent: bool, rollout: Rollout, mb: torch.Tensor,
+                      initial_state):
     """The policy's new logits and values on minibatch `mb`, flattened, and their indices into
-    the flattened batch."""
-    if not agent.is_recurrent:
-        logits, values, _ = agent.step(flat(rollout.obs)[mb], (), None)
+    the flattened batch. `learner` is the policy, or its DistributedDataParallel wrapper."""
+    if not recurrent:
+        logits, values = learner(flat(rollout.obs)[mb], (), None)
         return logits, values, mb
     num_steps, num_agents = rollout.episode_starts.shape
     state = tuple(s[mb] for s in initial_state)
-    logits, values = agent.unroll(rollout.obs[:, mb], state, rollout.episode_starts[:, mb])
+    logits, values = learner(rollout.obs[:, mb], state, rollout.episode_starts[:, mb])
     index = (torch.arange(num_steps, device=mb.device)[:, None] * num_agents
              + mb[None, :]).reshape(-1)
     return flat(logits), flat(values), index
 
 
-def ppo_update(agent: nn.Module, optimizer, rollout: Rollout, advantages, returns,
+def ppo_update(learner: nn.Module, optimizer, rollout: Rollout, advantages, returns,
                initial_state, teacher_coef: float, has_teacher: bool, cloning: bool, args: dict,
-               autocast: dict) -> dict:
-    """Epochs of minibatch steps on the rollout; the last minibatch's losses as scalars."""
+               autocast: dict, ranks: Ranks = ONE_PROCESS) -> dict:
+    """Epochs of minibatch steps on the rollout; the last minibatch's losses as scalars
+    (averaged over the processes). `learner` is the policy, or its DistributedDataParallel
+    wrapper, which averages the gradients of every process's minibatch."""
+    agent = learner.module if isinstance(learner, DistributedDataParallel) else learner
     b_actions, b_logprobs, b_teacher = flat(rollout.actions), flat(rollout.logprobs), \
         flat(rollout.teacher_actions)
     b_advantages, b_returns, b_values = flat(advantages), flat(returns), flat(rollout.values)
@@ -162,7 +177,8 @@ def ppo_update(agent: nn.Module, optimizer, rollout: Rollout, advantages, return
         for mb in minibatch_indices(num_steps, num_agents, args["num_minibatches"],
                                     agent.is_recurrent, b_actions.device):
             with torch.autocast(**autocast):
-                new_logits, new_values, index = minibatch_forward(agent, rollout, mb, initial_state)
+                new_logits, new_values, index = minibatch_forward(
+                    learner, agent.is_recurrent, rollout, mb, initial_state)
             distribution = Categorical(logits=new_logits.float())
             log_ratio = distribution.log_prob(b_actions[index]) - b_logprobs[index]
             ratio = log_ratio.exp()
@@ -172,7 +188,7 @@ def ppo_update(agent: nn.Module, optimizer, rollout: Rollout, advantages, return
                 clipfracs.append(((ratio - 1.0).abs() > args["clip_coef"]).float().mean().item())
             mb_advantages = b_advantages[index]
             if args["norm_adv"]:
-                mb_advantages = normalize_advantages(mb_advantages)
+                mb_advantages = normalize_advantages(mb_advantages, ranks)
             pg_loss = clipped_policy_loss(ratio, mb_advantages, args["clip_coef"])
             v_loss = value_loss(new_values.float(), b_returns[index], b_values[index],
                                 args["clip_coef"], args["clip_vloss"])
@@ -185,17 +201,18 @@ def ppo_update(agent: nn.Module, optimizer, rollout: Rollout, advantages, return
                 loss = pg_loss - args["ent_coef"] * entropy_loss + v_loss * args["vf_coef"] \
                     + teacher_coef * teacher_loss
             optimizer.zero_grad()
-            loss.backward()
+            ranks.collective(loss.backward)  # DDP all-reduces the gradients here
             nn.utils.clip_grad_norm_(agent.parameters(), args["max_grad_norm"])
             optimizer.step()
-        if args["target_kl"] > 0 and approx_kl > args["target_kl"]:
-            break
-    return {"losses/teacher_loss": teacher_loss.item(), "losses/value_loss": v_loss.item(),
-            "losses/policy_loss": pg_loss.item(), "losses/entropy": entropy_loss.item(),
-            "losses/old_approx_kl": old_approx_kl.item(), "losses/approx_kl": approx_kl.item(),
-            "losses/clipfrac": float(np.mean(clipfracs)),
-            "losses/explained_variance": explained_variance(b_values.cpu().numpy(),
-                                                            b_returns.cpu().numpy())}
+        if args["target_kl"] > 0 and ranks.mean([approx_kl.item()])[0] > args["target_kl"]:
+            break  # on every process together
+    losses = {"losses/teacher_loss": teacher_loss.item(), "losses/value_loss": v_loss.item(),
+              "losses/policy_loss": pg_loss.item(), "losses/entropy": entropy_loss.item(),
+              "losses/old_approx_kl": old_approx_kl.item(), "losses/approx_kl": approx_kl.item(),
+              "losses/clipfrac": float(np.mean(clipfracs)),
+              "losses/explained_variance": explained_variance(b_values.cpu().numpy(),
+                                                              b_returns.cpu().numpy())}
+    return dict(zip(losses, ranks.mean(list(losses.values()))))
 
 
 def flatten_infos(infos) -> list[dict]:
@@ -252,36 +269,72 @@ def evaluate_greedy(agent: nn.Module, config: dict) -> float:
 
 # --- Training ---------------------------------------------------------------------------------
 
+def save_latest(path: Path, agent: nn.Module, optimizer, vecenv, carry: dict, ranks: Ranks,
+                config: dict, global_step: int, iteration: int, progress: dict) -> None:
+    """latest.pt: every process's part (envs, random generators, carry) gathered to rank 0,
+    which writes the one file."""
+    states = ranks.gather(rank_state(vecenv, carry, next(agent.parameters()).device))
+    if ranks.main:
+        save_training_state(path, agent, optimizer, states, config, global_step, iteration,
+                            progress)
+
+
 def train(config: dict, resume: str | None = None, run_dir: str | Path | None = None,
           should_stop=None, quiet: bool = False) -> Path:
     """Train PPO; returns the run directory (final.pt, latest.pt, TensorBoard events, curve).
 
+    Under torchrun every process runs this and joins the run's process group (gloo on CPU,
+    nccl on CUDA); all of them return the same run directory, which rank 0 alone writes, once
+    it is written.
     Nothing is created before the config is checked and the env, the network and the held-out
-    reference are set up. A signal stops the run with `TrainingInterrupted` (see StopOnSignal)."""
-    validate_train_config(config)
+    reference are set up. A signal stops the run with `TrainingInterrupted` (see StopOnSignal);
+    a process of the run that fails stops the others with `PeerFailed`."""
+    ranks = Ranks.from_environment()
+    validate_train_config(config, ranks.world_size)
+    device = ranks.rank_device(resolve_device(config["train"]["device"]))
+    with process_group(ranks, device, config["train"]["collective_timeout"]):
+        return train_process(config, replace(ranks, device=device), resume, run_dir, should_stop,
+                             quiet or not ranks.main)
+
+
+def train_process(config: dict, ranks: Ranks, resume: str | None, run_dir: str | Path | None,
+                  should_stop, quiet: bool) -> Path:
+    """One process's part of `train`, top to bottom (the whole run with one process)."""
     spec = get_env_spec(config["base"]["env_name"])
     args = config["train"]
     checkpoint = load_checkpoint(resume, require_training_state=True) if resume else None
+    resumed = ranks.all_gather(checkpoint["iteration"] if checkpoint else None)
+    if len(set(resumed)) > 1:  # a stale copy of latest.pt on another machine
+        raise ConfigError(f"the processes resumed from different updates of {resume} "
+                          f"({resumed}, by rank): every machine must read the same latest.pt")
+    if checkpoint is not None and saved_world_size(checkpoint) != ranks.world_size:
+        processes = saved_world_size(checkpoint)
+        raise ConfigError(f"{resume} was written by {processes} training processes; resume it "
+                          f"with as many (torchrun --nproc_per_node {processes}), not "
+                          f"{ranks.world_size}")
 
     # Model selection: the greedy policy is scored on held-out episodes; the best becomes best.pt.
     # The heuristic on the same episodes is the curve's reference line (computed once per run).
-    evaluating = args["eval_interval"] > 0
+    evaluating = args["eval_interval"] > 0 and ranks.main
     progress = resumed_progress(checkpoint)
     if evaluating and progress["heuristic_return"] is None:
         progress["heuristic_return"] = heldout_return(config, policy_factory("heuristic", config))
     second_key, second_label = spec.curve_statistic
 
-    # Seeding (CleanRL's order) and device.
-    device = seed_and_device(args)
+    # Seeding (CleanRL's order; each process draws its own actions and minibatches) and device.
+    seed_everything(args, ranks.rank)
+    device = ranks.device
     autocast = dict(device_type=device.type, dtype=torch.bfloat16,
                     enabled=args["precision"] == "bfloat16")
 
+    # This process's share of the run's grids (grid i is the same world whatever the count).
     with workers_ignore_ctrl_c(config["vec"]["backend"] == "Multiprocessing"):
-        vecenv = spec.make_vecenv(config)
+        vecenv = spec.make_vecenv(config, ranks.rank, ranks.world_size)
     native = getattr(vecenv, "driver_env", vecenv)  # one copy, for Serial/Multiprocessing
     num_agents = vecenv.num_agents
     num_steps = args["num_steps"]
-    batch_size = num_agents * num_steps
+    run_agents = num_agents * ranks.world_size
+    batch_size = run_agents * num_steps
     num_iterations = max(1, args["total_timesteps"] // batch_size)
 
     obs_size = vecenv.single_observation_space.shape[0]  # the actor's, + privileged critic columns
@@ -306,7 +359,7 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
              "policy_state": agent.initial_state(num_agents, device)}
     if checkpoint is not None:
         global_step, first_iteration = checkpoint["global_step"], checkpoint["iteration"] + 1
-        restored = restore_training_state(checkpoint, agent, optimizer, vecenv, device)
+        restored = restore_training_state(checkpoint, agent, optimizer, vecenv, device, ranks.rank)
         if restored is not None:
             carry, next_obs_buffer = restored, vecenv.observations
         elif not quiet:
@@ -314,15 +367,21 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
                   "the envs restart from their seeds")
     next_obs = torch.as_tensor(next_obs_buffer, device=device)
     next_episode_start, policy_state = carry["next_episode_start"], carry["policy_state"]
+    # Gradients averaged over the processes (DDP starts every copy from rank 0's weights).
+    learner = ranks.collective(DistributedDataParallel, agent,
+                               device_ids=[device] if device.type == "cuda" else None) \
+        if ranks.distributed else agent
 
-    run_dir = open_run_dir(config, resume, run_dir)
-    writer = SummaryWriter(str(run_dir))
+    run_dir = ranks.broadcast(open_run_dir(config, resume, run_dir) if ranks.main else None)
+    writer = SummaryWriter(str(run_dir)) if ranks.main else nullcontext()
     best = progress["best_eval_return"]
     dashboard = Dashboard(config, num_iterations, batch_size, run_dir, cloning_iterations,
                           first_iteration, global_step, best if np.isfinite(best) else None,
                           progress["heuristic_return"], quiet)
+    launcher = ["torchrun", f"--nproc_per_node={ranks.local_world_size}", "-m", "puffer_cluster"] \
+        if ranks.distributed else ["puffer-cluster"]
     interrupt = StopOnSignal(run_dir, checkpoint["iteration"] if checkpoint else None,
-                             dashboard.stopping)
+                             dashboard.stopping, launcher)
     start_time, start_step = time.time(), global_step
     iteration = first_iteration - 1
     with closing(vecenv), writer, interrupt, dashboard:
@@ -336,7 +395,7 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
             initial_policy_state = tuple(s.clone() for s in policy_state)
             episode_infos = []
             for step in range(num_steps):
-                global_step += num_agents
+                global_step += run_agents
                 rollout.obs[step] = next_obs
                 rollout.episode_starts[step] = next_episode_start
                 if teacher is not None:
@@ -366,9 +425,10 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
             # Optimise the policy and value network.
             teacher_coef = teacher_weight(iteration, cloning_iterations, teacher_iterations, args) \
                 if teacher is not None else 0.0
-            losses = ppo_update(agent, optimizer, rollout, advantages, returns,
+            losses = ppo_update(learner, optimizer, rollout, advantages, returns,
                                 initial_policy_state, teacher_coef, teacher is not None, cloning,
-                                args, autocast)
+                                args, autocast, ranks)
+            episode_infos = [info for infos in ranks.all_gather(episode_infos) for info in infos]
 
             # Record.
             sps = int((global_step - start_step) / max(time.time() - start_time, 1e-9))
@@ -378,11 +438,17 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
                 scalars.update(episode_scalars(episode_infos))
                 progress["history"].append((global_step, scalars["charts/episodic_return"],
                                             scalars.get(second_key, float("nan"))))
-            for key, value in scalars.items():
-                writer.add_scalar(key, value, global_step)
+            if ranks.main:
+                for key, value in scalars.items():
+                    writer.add_scalar(key, value, global_step)
             dashboard.update(iteration, global_step, scalars)
 
-            stopping = interrupt.requested or (should_stop is not None and should_stop(iteration))
+            # Every process stops after the same update: a signal any of them got stops them all.
+            signum, asked = ranks.max([interrupt.signum or 0,
+                                       int(should_stop is not None and should_stop(iteration))])
+            if signum:
+                interrupt.signum = signum
+            stopping = bool(signum or asked)
             if evaluating and (iteration % args["eval_interval"] == 0 or iteration == num_iterations):
                 eval_return = evaluate_greedy(agent, config)
                 writer.add_scalar("eval/episodic_return", eval_return, global_step)
@@ -395,24 +461,29 @@ def train(config: dict, resume: str | None = None, run_dir: str | Path | None = 
                 dashboard.record_eval(eval_return, progress["best_eval_return"],
                                       progress["heuristic_return"])
             if iteration % args["checkpoint_interval"] == 0 or stopping:
-                save_training_state(run_dir / "latest.pt", agent, optimizer, vecenv, config,
-                                    global_step, iteration, {"next_episode_start": next_episode_start,
-                                                             "policy_state": policy_state}, progress)
+                save_latest(run_dir / "latest.pt", agent, optimizer, vecenv,
+                            {"next_episode_start": next_episode_start, "policy_state": policy_state},
+                            ranks, config, global_step, iteration, progress)
                 interrupt.saved_iteration = iteration
-                save_atomic(policy_payload(agent, config, global_step, iteration),
-                            run_dir / f"model_{iteration:06d}.pt")
+                if ranks.main:
+                    save_atomic(policy_payload(agent, config, global_step, iteration),
+                                run_dir / f"model_{iteration:06d}.pt")
             if stopping:
                 break
         else:
-            save_training_state(run_dir / "latest.pt", agent, optimizer, vecenv, config,
-                                global_step, iteration, {"next_episode_start": next_episode_start,
-                                                         "policy_state": policy_state}, progress)
+            save_latest(run_dir / "latest.pt", agent, optimizer, vecenv,
+                        {"next_episode_start": next_episode_start, "policy_state": policy_state},
+                        ranks, config, global_step, iteration, progress)
             interrupt.saved_iteration = iteration
-            save_atomic(policy_payload(agent, config, global_step, iteration), run_dir / "final.pt")
+            if ranks.main:
+                save_atomic(policy_payload(agent, config, global_step, iteration),
+                            run_dir / "final.pt")
 
-    plot_learning_curve(run_dir / "learning_curve.png", run_dir.name, progress["history"],
-                        progress["eval_history"], progress["heuristic_return"],
-                        cloning_iterations * batch_size, second_label)
+    if ranks.main:
+        plot_learning_curve(run_dir / "learning_curve.png", run_dir.name, progress["history"],
+                            progress["eval_history"], progress["heuristic_return"],
+                            cloning_iterations * batch_size, second_label)
+    ranks.barrier()  # every process returns once rank 0 has written the run (latest.pt included)
     if interrupt.requested:
         raise interrupt.interrupted(f"stopped by {interrupt.signal_name} after update {iteration}")
     return run_dir

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from puffer_cluster.config import ConfigError
+from puffer_cluster.env import grid_share
 from puffer_cluster.registry import get_env_spec
 from puffer_cluster.trainers import TRAINERS
 from puffer_cluster.trainers.models import POLICIES
@@ -39,15 +40,22 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def seed_and_device(train: dict) -> torch.device:
-    """Seed Python, NumPy and torch (CleanRL's order), apply `torch_deterministic` and
-    `torch_threads` of the [train] section `train`, and return its device."""
-    random.seed(train["seed"])
-    np.random.seed(train["seed"])
-    torch.manual_seed(train["seed"])
+def seed_everything(train: dict, rank: int = 0) -> None:
+    """Seed Python, NumPy and torch (CleanRL's order) with the [train] section `train`'s seed
+    plus the process's `rank` (each process draws its own actions and minibatches), and apply
+    its `torch_deterministic` and `torch_threads`."""
+    seed = train["seed"] + rank
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
     torch.backends.cudnn.deterministic = train["torch_deterministic"]
     if train["torch_threads"] > 0:
         torch.set_num_threads(train["torch_threads"])
+
+
+def seed_and_device(train: dict) -> torch.device:
+    """`seed_everything` for one process, and the section's device."""
+    seed_everything(train)
     return resolve_device(train["device"])
 
 
@@ -69,12 +77,14 @@ def _at_least(key: str, value, low) -> None:
         raise ConfigError(f"{key} must be at least {low}, got {value}")
 
 
-def validate_train_config(config: dict) -> None:
-    """Raise `ConfigError` for the first value of `config` the trainer cannot run with."""
+def validate_train_config(config: dict, world_size: int = 1) -> None:
+    """Raise `ConfigError` for the first value of `config` the trainer cannot run with in
+    `world_size` processes (each steps an even share of `[env] num_envs`)."""
     base, env, vec, train = config["base"], config["env"], config["vec"], config["train"]
     _one_of("train.trainer", train["trainer"], tuple(TRAINERS))
     spec = get_env_spec(base["env_name"])
     _at_least("env.num_envs", env["num_envs"], 1)
+    grid_share(env["num_envs"], 0, world_size)
     _at_least("env.log_interval", env["log_interval"], 1)
     _one_of("vec.backend", vec["backend"], VEC_BACKENDS)
     if vec["backend"] != "PufferEnv":
@@ -97,6 +107,9 @@ def validate_train_config(config: dict) -> None:
     resolve_device(train["device"])
     _one_of("train.precision", train["precision"], PRECISIONS)
     _at_least("train.torch_threads", train["torch_threads"], 0)
+    if not (math.isfinite(train["collective_timeout"]) and train["collective_timeout"] > 0):
+        raise ConfigError("train.collective_timeout must be a positive number of seconds, got "
+                          f"{train['collective_timeout']}")
     if not (math.isfinite(train["learning_rate"]) and train["learning_rate"] > 0):
         raise ConfigError(f"train.learning_rate must be a finite number > 0, "
                           f"got {train['learning_rate']}")
@@ -110,9 +123,11 @@ def validate_train_config(config: dict) -> None:
     for key in ("num_steps", "update_epochs", "checkpoint_interval"):
         _at_least(f"train.{key}", train[key], 1)
     batch_size = num_agents(config) * train["num_steps"]
-    if not 1 <= train["num_minibatches"] <= batch_size:
-        raise ConfigError(f"train.num_minibatches must be within 1 .. {batch_size} (the batch: "
-                          f"agents x num_steps), got {train['num_minibatches']}")
+    process_batch = batch_size // world_size  # each process splits its own share
+    share = "" if world_size == 1 else f" / {world_size} processes"
+    if not 1 <= train["num_minibatches"] <= process_batch:
+        raise ConfigError(f"train.num_minibatches must be within 1 .. {process_batch} (the batch: "
+                          f"agents x num_steps{share}), got {train['num_minibatches']}")
     if train["total_timesteps"] < batch_size:
         raise ConfigError(f"train.total_timesteps must be at least one batch ({batch_size:,} = "
                           f"agents x num_steps), got {train['total_timesteps']:,}")

@@ -37,38 +37,48 @@ def set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_training_state(path: str | Path, agent: nn.Module, optimizer, vecenv, config: dict,
-                        global_step: int, iteration: int, carry: dict, progress: dict) -> Path:
-    """latest.pt: the policy payload plus the optimizer, the random generators, the envs (when
-    they offer `state_dict()`), the rollout's `carry` (next_episode_start, policy_state) and
-    the run's `progress` (best and heuristic held-out returns, curves)."""
+def rank_state(vecenv, carry: dict, device: torch.device) -> dict:
+    """One process's part of latest.pt: its random generators, its envs (when they offer
+    `state_dict()`) and its rollout's `carry` (next_episode_start, policy_state)."""
+    part = {"rng": rng_state(device), "next_episode_start": carry["next_episode_start"].cpu(),
+            "policy_state": tuple(s.detach().cpu() for s in carry["policy_state"])}
+    if hasattr(vecenv, "state_dict"):
+        part["env"] = vecenv.state_dict()
+    return part
+
+
+def save_training_state(path: str | Path, agent: nn.Module, optimizer, rank_states: list[dict],
+                        config: dict, global_step: int, iteration: int, progress: dict) -> Path:
+    """latest.pt, one file for the whole run: the policy payload plus the optimizer (the same in
+    every process), each process's `rank_state` in rank order, and the run's `progress` (best
+    and heuristic held-out returns, curves)."""
     payload = policy_payload(agent, config, global_step, iteration)
     payload["kind"] = "training"
-    device = next(agent.parameters()).device
-    payload["training"] = {
-        "optimizer": optimizer.state_dict(), "rng": rng_state(device),
-        "next_episode_start": carry["next_episode_start"].cpu(),
-        "policy_state": tuple(s.detach().cpu() for s in carry["policy_state"]), **progress,
-    }
-    if hasattr(vecenv, "state_dict"):
-        payload["training"]["env"] = vecenv.state_dict()
+    payload["training"] = {"optimizer": optimizer.state_dict(), "ranks": rank_states, **progress}
     return save_atomic(payload, path)
 
 
+def saved_world_size(checkpoint: dict) -> int:
+    """The number of processes that wrote a training checkpoint."""
+    return len(checkpoint["training"].get("ranks", [None]))
+
+
 def restore_training_state(checkpoint: dict, agent: nn.Module, optimizer, vecenv,
-                           device: torch.device) -> dict | None:
-    """Load the policy, the optimizer and the random generators of a training checkpoint, and
-    the envs when they offer `load_state_dict()`; returns the rollout's carry (on `device`), or
-    None when the envs could not be restored (they restart from their seeds)."""
+                           device: torch.device, rank: int = 0) -> dict | None:
+    """Load the policy, the optimizer, and process `rank`'s random generators and envs (when
+    they offer `load_state_dict()`) of a training checkpoint; returns the rollout's carry (on
+    `device`), or None when the envs could not be restored (they restart from their seeds).
+    A checkpoint without `ranks` is a one-process checkpoint holding its part itself."""
     training = checkpoint["training"]
+    part = training["ranks"][rank] if "ranks" in training else training
     agent.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(training["optimizer"])
-    set_rng_state(training["rng"], device)
-    if not hasattr(vecenv, "load_state_dict") or "env" not in training:
+    set_rng_state(part["rng"], device)
+    if not hasattr(vecenv, "load_state_dict") or "env" not in part:
         return None
-    vecenv.load_state_dict(training["env"])
-    return {"next_episode_start": training["next_episode_start"].to(device),
-            "policy_state": tuple(s.to(device) for s in training["policy_state"])}
+    vecenv.load_state_dict(part["env"])
+    return {"next_episode_start": part["next_episode_start"].to(device),
+            "policy_state": tuple(s.to(device) for s in part["policy_state"])}
 
 
 def resumed_progress(checkpoint: dict | None) -> dict:

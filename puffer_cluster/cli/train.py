@@ -2,9 +2,9 @@
 env of the config, or a run resumed from its checkpoint."""
 from __future__ import annotations
 
-from puffer_cluster.cli.common import CONFIG_HELP
+from puffer_cluster.cli.common import CONFIG_HELP, CLIError
 from puffer_cluster.config import ConfigError, apply_overrides, load_config
-from puffer_cluster.trainers.checkpoint import load_checkpoint
+from puffer_cluster.trainers.checkpoint import CheckpointError, load_checkpoint
 
 
 def _description() -> str:
@@ -39,22 +39,37 @@ def resumed_config(checkpoint: str, overrides: list[str]) -> dict:
 
 def run(args, overrides: list[str]) -> int:
     """Train, then print the final policy against the heuristic on the benchmark's episodes
-    (`[eval] episodes` and `seed`) and the run directory. A signal exits 128 + its number."""
+    (`[eval] episodes` and `seed`) and the run directory. A signal exits 128 + its number.
+    Under torchrun every process trains and rank 0 alone speaks (errors too: the others exit
+    with the same status, silently)."""
     from puffer_cluster.evaluate import evaluate, format_table
     from puffer_cluster.trainers import TRAINERS
-    from puffer_cluster.trainers.stopping import TrainingInterrupted
+    from puffer_cluster.trainers.distributed import Ranks
+    from puffer_cluster.trainers.stopping import PeerFailed, TrainingInterrupted
     from puffer_cluster.trainers.train_config import validate_train_config
     if args.resume and args.config:
         raise ConfigError("--resume continues with the checkpoint's own config; "
                           "drop --config (overrides are still accepted)")
-    config = (resumed_config(args.resume, overrides) if args.resume
-              else load_config(args.config, overrides))
-    validate_train_config(config)  # [train] trainer names one of TRAINERS
+    main = Ranks.from_environment().main
     try:  # the trainer checks the whole config before it creates anything
+        config = (resumed_config(args.resume, overrides) if args.resume
+                  else load_config(args.config, overrides))
+        validate_train_config(config)  # [train] trainer names one of TRAINERS
         run_dir = TRAINERS[config["train"]["trainer"]](config, resume=args.resume)
     except TrainingInterrupted as stop:
-        print(stop, flush=True)
+        if main:
+            print(stop, flush=True)
         return 128 + stop.signum
+    except PeerFailed as failure:
+        if main:
+            raise CLIError(str(failure), exit_code=1) from None
+        return 1
+    except (ConfigError, CheckpointError):
+        if main:
+            raise
+        return 2
+    if not main:
+        return 0
     episodes, seed = config["eval"]["episodes"], config["eval"]["seed"]
     print(f"final policy against the heuristic on the benchmark's {episodes} episodes "
           f"from seed {seed}:", flush=True)

@@ -10,7 +10,7 @@ from puffer_cluster.kernels import cluster_ops as kernel
 from puffer_cluster.kernels.jit_cache import announce_if_cold
 from puffer_cluster import CLUSTER_OPS_GYM_ID as GYM_ID  # noqa: F401  (re-exported)
 from puffer_cluster.config import ConfigError, load_config
-from puffer_cluster.env import KernelVectorEnv, OneGridGymEnv, vectorize
+from puffer_cluster.env import KernelVectorEnv, OneGridGymEnv, grid_share, vectorize
 
 # Threads pay off for large batches only (an env step is a fraction of a microsecond).
 PARALLEL_MIN_ENVS = 256
@@ -61,9 +61,12 @@ def render_text(state, params, env: int = 0) -> str:
             f"nodes: {nodes}\ndeployments: {deps}\nrevealed: {', '.join(known) or 'nothing'}")
 
 
-def make_cluster_ops_vecenv(config: dict):
-    """The trainer's env for `[base] env_name = cluster_ops` (`[env]` sizes, `[vec]`)."""
-    env_kwargs = dict(num_envs=config["env"]["num_envs"], log_interval=config["env"]["log_interval"],
+def make_cluster_ops_vecenv(config: dict, rank: int = 0, world_size: int = 1):
+    """The trainer's env for `[base] env_name = cluster_ops` (`[env]` sizes, `[vec]`): process
+    `rank`'s share of the run's clusters."""
+    first_grid, num_envs = grid_share(config["env"]["num_envs"], rank, world_size)
+    env_kwargs = dict(num_envs=num_envs, first_grid=first_grid,
+                      log_interval=config["env"]["log_interval"],
                       cluster_ops=config.get("cluster_ops"))
     return vectorize(ClusterOpsEnv, env_kwargs, config["vec"])
 
@@ -80,13 +83,15 @@ class ClusterOpsEnv(KernelVectorEnv):
 
     Every `log_interval` steps `step` returns `[info]`, the mean statistics of the episodes
     finished meanwhile. `parallel` picks the threaded kernel (default: from PARALLEL_MIN_ENVS
-    envs on); both give the same bits."""
+    envs on); both give the same bits. `first_grid > 0` makes these clusters `first_grid ..` of
+    the env seeded `seed`."""
 
     episode_stats = kernel.EPISODE_STATS
 
     def __init__(self, num_envs: int = 1024, log_interval: int | None = 64,
                  render_mode: str | None = "ansi", buf=None, seed: int = 0,
-                 cluster_ops: dict | None = None, parallel: bool | None = None):
+                 cluster_ops: dict | None = None, parallel: bool | None = None,
+                 first_grid: int = 0):
         self.params = cluster_ops_params(cluster_ops)
         self.num_envs_ = int(num_envs)
         if self.num_envs_ < 1:
@@ -98,7 +103,7 @@ class ClusterOpsEnv(KernelVectorEnv):
         self.num_agents = self.num_envs_
         super().__init__(buf)
         self.state = kernel.allocate_state(self.num_agents, self.params)
-        self.seed = seed
+        self.seed, self.first_grid = seed, int(first_grid)
         self.parallel = self.num_agents >= PARALLEL_MIN_ENVS if parallel is None else bool(parallel)
         self._reset_kernel = kernel.reset_envs if self.parallel else kernel.reset_envs_serial
         self._step_kernel = kernel.step_envs if self.parallel else kernel.step_envs_serial
