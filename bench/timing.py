@@ -91,8 +91,10 @@ def write_json(path: str, data) -> None:
         json.dump(data, out, indent=1)
 
 
-def run_child(module: str, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
-    """`python -m <module> args` in a fresh interpreter started at the repo root (where `bench`
-    imports from), its output captured."""
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+def run_child(module: str, *args: str, timeout: float | None = None, launcher: tuple = (),
+              env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python [launcher] -m <module> args` in a fresh interpreter started at the repo root
+    (where `bench` imports from), its output captured; `launcher` is e.g. torchrun's
+    `-m torch.distributed.run --nproc_per_node 2`."""
+    return subprocess.run([sys.executable, *launcher, "-m", module, *args], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=timeout, env=env)

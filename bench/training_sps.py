@@ -4,6 +4,7 @@ the same config."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -35,7 +36,8 @@ TRAIN_QUICK = TrainPlan(grid_batches=(1024,), max_iterations=4, seconds=2.0)
 TRAIN_FULL = TrainPlan(grid_batches=(1024, 4096), max_iterations=5, seconds=5.0)
 OURS = "ours (trainers/ppo.py)"
 PUFFERL = "pufferlib.pufferl"
-PUFFERL_CHILD_TIMEOUT_S = 900
+TRAIN_PROCESSES = (2,)  # our trainer under torchrun, one thread per process
+CHILD_TIMEOUT_S = 900
 
 
 def training_config(grids: int, threads: int, teacher: str, iterations: int) -> dict:
@@ -97,22 +99,39 @@ def measure_ours(grids: int, threads: int, teacher: str, plan: TrainPlan) -> dic
             "params": sum(p.numel() for p in policy.parameters())}
 
 
-def measure_pufferl(grids: int, threads: int, policy: str, plan: TrainPlan) -> dict:
-    """`bench.pufferl_child` in a fresh interpreter: its result, or {"skipped": reason}."""
-    spec = json.dumps({"grids": grids, "threads": threads, "policy": policy,
-                       "plan": plan.__dict__})
+def child_result(what: str, module: str, spec: dict, launcher: tuple = (),
+                 env: dict | None = None) -> dict:
+    """The one JSON line `module` prints for `spec`, run in a fresh interpreter (under
+    `launcher`), or {"skipped": reason}."""
     try:
-        child = run_child("bench.pufferl_child", spec, timeout=PUFFERL_CHILD_TIMEOUT_S)
+        child = run_child(module, json.dumps(spec), timeout=CHILD_TIMEOUT_S, launcher=launcher,
+                          env=env)
     except subprocess.TimeoutExpired:
-        return {"skipped": f"skipped: the pufferl child ran over {PUFFERL_CHILD_TIMEOUT_S} s"}
+        return {"skipped": f"skipped: {what} ran over {CHILD_TIMEOUT_S} s"}
     lines = child.stdout.strip().splitlines()
     if child.returncode != 0 or not lines:
         tail = (child.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"skipped": f"skipped: the pufferl child failed (exit {child.returncode}): {tail}"}
+        return {"skipped": f"skipped: {what} failed (exit {child.returncode}): {tail}"}
     result = json.loads(lines[-1])
     if "skipped" in result:
         result["skipped"] = f"skipped: {result['skipped']}"
     return result
+
+
+def measure_pufferl(grids: int, threads: int, policy: str, plan: TrainPlan) -> dict:
+    """`bench.pufferl_child` in a fresh interpreter."""
+    return child_result("the pufferl child", "bench.pufferl_child",
+                        {"grids": grids, "threads": threads, "policy": policy,
+                         "plan": plan.__dict__})
+
+
+def measure_torchrun(grids: int, processes: int, plan: TrainPlan) -> dict:
+    """Our trainer on `grids` grids shared by `processes` processes (`bench.torchrun_child`
+    under torchrun, gloo, one torch and one Numba thread each)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+    return child_result("torchrun", "bench.torchrun_child", {"grids": grids, "plan": plan.__dict__},
+                        launcher=("-m", "torch.distributed.run", "--nproc_per_node",
+                                  str(processes)), env=env)
 
 
 def training_row(backend: str, grids: int, threads: int, result: dict, note: str,
@@ -153,6 +172,10 @@ def training_notes(args) -> list[str]:
         f"`pufferlib.models.Default(hidden_size={policy['hidden_size']})` (one shared Linear+GELU "
         "layer, linear heads: "
         "a fifth of the parameters). Its prioritized minibatch sampling and V-trace are its own.",
+        "ours, N processes: our trainer under `torchrun --nproc_per_node N` (gloo, one torch and "
+        "one Numba thread per process), the same run (the config's grids, shared by the "
+        "processes); timed on rank 0. Compared with the kernel on N threads, and in its note with "
+        "the same run in 1 process of 1 thread (the `ours` row of 1 thread, teacher none).",
         "The teacher (kickstarting, the default config's `teacher = heuristic`) is measured on 1 "
         "thread. With more torch threads than idle cores, torch's OpenMP threads spin-wait "
         "(OMP_WAIT_POLICY unset) and both trainers slow down several-fold (up to 20x on a "
@@ -183,7 +206,21 @@ def training_rows(args) -> list[dict]:
             if threads == 1:  # the teacher's cost; the default config's kickstarting
                 kick = measure_ours(grids, threads, "heuristic", plan)
                 rows.append(training_row(OURS, grids, threads, kick, "teacher heuristic", ours))
+                for processes in TRAIN_PROCESSES:
+                    rows.append(processes_row(grids, processes,
+                                              measure_torchrun(grids, processes, plan), ours))
     return rows
+
+
+def processes_row(grids: int, processes: int, result: dict, one: dict) -> dict:
+    """A row of our trainer in `processes` processes of one thread each (torchrun, gloo); `one`,
+    the same run in one process of one thread, gives its ratio."""
+    row = training_row(f"ours, {processes} processes", grids, 1, result,
+                       "teacher none, gloo, 1 thread each", one)
+    row["threads"] = f"{processes}x1"
+    row["baseline"] = (TRAIN_GRID, grids, processes) if "skipped" not in result else None
+    row["note"] = row["note"].replace("x ours", "x 1 process")
+    return row
 
 
 def training_section(args) -> Section:
