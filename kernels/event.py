@@ -93,9 +93,9 @@ def first_oom_step(params, table, nodes, i, t_from):
     if leak == 0 or t_from >= params.max_steps:
         return NEVER
     target = table[t_from] + (need + leak - 1) // leak
-    x = target / G_ONE
-    b = 1.0 + 0.5 / params.red_queen_horizon
-    guess = 2.0 * x / (b + np.sqrt(b * b + 2.0 * x / params.red_queen_horizon))
+    h = params.red_queen_horizon
+    b = 1.0 + 0.5 / h
+    guess = (np.sqrt(b * b + (2.0 / (h * G_ONE)) * target) - b) * h
     t = min(max(int(guess), t_from + 1), params.max_steps)
     t += table[t] < target  # the guess is the step before the answer more often than not
     while t <= params.max_steps and table[t] < target:
