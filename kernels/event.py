@@ -21,15 +21,15 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from kernels.dense import CHUNK, apply_actions
-from kernels.fast import settle_grid
-from kernels.fixed import (
+from puffer_cluster.kernels.dense import CHUNK, apply_actions
+from puffer_cluster.kernels.fast import settle_grid
+from puffer_cluster.kernels.fixed import (
     CPU_BASE, FADE, G_ONE, LEAK, NEVER, ONE, OOM_DUE, OOM_NEXT, OOM_PREV, PRIO, SPIKE, SPIKE_T,
     WHEEL_CPU, WHEEL_OOM, WHEEL_SLOPE, clean_waste_nb, entropy_integral_nb, mean_load_nb,
     oom_cost_nb,
 )
-from kernels.rng import STREAM_SPIKE_COUNT, STREAM_SPIKE_NODE
-from kernels.rules import (
+from puffer_cluster.kernels.rng import STREAM_SPIKE_COUNT, STREAM_SPIKE_NODE
+from puffer_cluster.kernels.rules import (
     draw_spike, land_spike, mem_now, observe_grid, restart_node, start_episode, uniform,
 )
 

@@ -44,15 +44,15 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
-from kernels.fast import (  # also selects the threading layer
+from puffer_cluster.kernels.fast import (  # also selects the threading layer
     move_agent, scale_node, settle_grid, start_agents_and_counters,
 )
-from kernels.reference import move_agents, scale_nodes, settle
-from kernels.rng import (
+from puffer_cluster.kernels.reference import move_agents, scale_nodes, settle
+from puffer_cluster.kernels.rng import (
     STREAM_AGENT_X, STREAM_AGENT_Y, STREAM_EPISODE, STREAM_LEAK, STREAM_MEM_INIT, counter_hash,
     counter_hash_nb, unit_float, unit_float_nb,
 )
-from kernels.world import CLEAN, NUM_ACTIONS, NUM_CHANNELS, NUM_STATS, OUTSIDE, SCALE_FULL, SCALE_HALF
+from puffer_cluster.kernels.world import CLEAN, NUM_ACTIONS, NUM_CHANNELS, NUM_STATS, OUTSIDE, SCALE_FULL, SCALE_HALF
 
 # The usage noise gets its own stream (the gardener's use 1 .. 12, the policies 100).
 STREAM_USAGE = np.uint64(13)

@@ -14,8 +14,8 @@ import pufferlib.vector
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from kernels import replay as kernel
-from kernels.world import (
+from puffer_cluster.kernels import replay as kernel
+from puffer_cluster.kernels.world import (
     CLEAN, EPISODE_STATS, NOOP, OBS_BUDGET, OBS_SIZE, OBS_X, OBS_Y, SCALE_FULL, grid_seeds,
 )
 from puffer_cluster.config import ConfigError, load_config, parse_duration

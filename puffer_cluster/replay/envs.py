@@ -6,8 +6,8 @@ from __future__ import annotations
 import gymnasium
 import numpy as np
 
-from kernels import replay as kernel
-from kernels.world import NUM_ACTIONS, OBS_SIZE
+from puffer_cluster.kernels import replay as kernel
+from puffer_cluster.kernels.world import NUM_ACTIONS, OBS_SIZE
 from puffer_cluster.config import ConfigError, env_defaults
 from puffer_cluster.env import (
     KernelVectorEnv, OneGridGymEnv, observation_space, world_params,
