@@ -5,8 +5,9 @@
 Rows: grid size x grids x gardeners per grid, for `kernels.dense` and `kernels.event`, after a
 warm-up, best of 3 windows of CPU time (the machine is shared: process time, not wall time).
 Events per step count the spikes that land (spike_rate * nodes) and the OOMs (from the episode
-statistics); the cpu phase changes they cause come on top. State bytes per grid include the event
-kernel's queue (2 * (max_steps + 1) wheel slots and 7 fields per node, its bound).
+statistics), the event kernel's per-node work (the cpu phase changes a spike causes are changes
+on its wheel, no work when due). State bytes per grid include the event kernel's queue (a wheel
+of 3 * (max_steps + 1) int64 and 7 more int64 per node, its record padded to 128 bytes).
 """
 from __future__ import annotations
 

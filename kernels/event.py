@@ -1,17 +1,19 @@
 """The event-driven Numba kernel of World v2: a step costs the agents' actions, their 3x3 views
-and the events that fall due (spike landings, cpu phase changes, OOMs), not the node count.
+and the events that fall due (spike landings, OOMs), not the node count.
 
 Each grid keeps exact integer sums of its nodes' memory and clipped cpu ratios, and how fast
 they move: memory rises by (G[t] - G[t-1]) * the sum of leak rates, the cpu sum falls by the
-sum of the fading nodes' slopes. A node's clipped cpu is piecewise linear between events:
+sum of the fading nodes' slopes. A node's clipped cpu is piecewise linear between its events:
 saturated (cpu >= 1, contributes ONE), fading (contributes base + spike, falling by its fade per
-step) or flat (base); the step a node leaves a phase is a cpu event. A node's OOM is the first
-step its closed-form memory reaches ONE, found by a binary search over the G table whenever its
-memory changes. Events wait in two timing wheels per grid (cpu, OOM), one slot per step of the
-episode, each slot the head of an intrusive doubly linked list through the node records, so
-(re)scheduling is O(1) and a node is in at most one slot of each wheel: the queue never holds
-more than 2 entries per node. Every change goes through `kernels.rules`, the dense kernel's
-own arithmetic, so both give the same bits.
+step) or flat (base). When a node changes, the steps it will leave those phases follow from its
+record, so the changes they make to the cpu sum and to its slope are added to the grid's wheel
+at those steps at once (and taken back if the node changes again first): a phase change costs
+no work when it falls due, and a spike touches one record. A node's OOM is the first step its
+closed-form memory reaches ONE, found from the G table whenever its memory changes; the OOMs
+due at a step are an intrusive doubly linked list through the node records, headed in the
+wheel's row of that step, so (re)scheduling is O(1) and the wheel holds each node at most once.
+Every change goes through `kernels.rules`, the dense kernel's own arithmetic, so both give the
+same bits.
 """
 import numpy as np
 from llvmlite import ir
@@ -22,17 +24,17 @@ from numba.extending import intrinsic
 from puffer_cluster.kernels.dense import CHUNK, apply_actions
 from puffer_cluster.kernels.fast import settle_grid
 from puffer_cluster.kernels.fixed import (
-    CPU_BASE, CPU_DUE, CPU_NEXT, CPU_PREV, FADE, LEAK, NEVER, ONE, OOM_DUE, OOM_NEXT, OOM_PREV,
-    PRIO, SLOPE, SPIKE, SPIKE_T, clean_waste_nb, entropy_integral_nb, mean_load_nb, oom_cost_nb,
+    CPU_BASE, FADE, G_ONE, LEAK, NEVER, ONE, OOM_DUE, OOM_NEXT, OOM_PREV, PRIO, SPIKE, SPIKE_T,
+    WHEEL_CPU, WHEEL_OOM, WHEEL_SLOPE, clean_waste_nb, entropy_integral_nb, mean_load_nb,
+    oom_cost_nb,
 )
 from puffer_cluster.kernels.rng import STREAM_SPIKE_COUNT, STREAM_SPIKE_NODE
 from puffer_cluster.kernels.rules import (
-    cpu_now, draw_spike, land_spike, mem_now, observe_grid, restart_node, start_episode, uniform,
+    draw_spike, land_spike, mem_now, observe_grid, restart_node, start_episode, uniform,
 )
 
-# Rows of state.sums[g], and the two wheels of state.wheel[g].
+# Rows of state.sums[g].
 MEM_SUM, MEM_RATE, CPU_SUM, CPU_SLOPE = range(4)
-CPU_WHEEL, OOM_WHEEL = 0, 1
 SECOND_LINE = 8  # the field that starts a node record's second 64-byte cache line
 
 
@@ -56,19 +58,17 @@ def _prefetch(typingctx, array, row, column):
 @njit(inline="always")
 def _prefetch_grid(state, params, g):
     """Start loading what grid g's next step will touch at random (its spikes' records, its
-    wheels' slots, its gardeners' views) while the previous grid steps: a grid's records are
-    far apart in memory, and these loads, not the arithmetic, bound the event kernel."""
+    wheel's row, its gardeners' views) while the previous grid steps: a grid's records are far
+    apart in memory, and these loads, not the arithmetic, bound the event kernel. A spike needs
+    the first cache line of its record only."""
     count = params.height * params.width
-    nodes, wheel = state.nodes[g], state.wheel[g]
+    nodes = state.nodes[g]
     t = state.step[g] + 1
     if t <= params.max_steps:
-        _prefetch(wheel, CPU_WHEEL, t)
-        _prefetch(wheel, OOM_WHEEL, t)
+        _prefetch(state.wheel[g], t, 0)
     seed = state.episode_seed[g]
     for j in range(int(params.spike_rate * count + uniform(seed, t, 0, STREAM_SPIKE_COUNT))):
-        i = min(int(uniform(seed, t, j, STREAM_SPIKE_NODE) * count), count - 1)
-        _prefetch(nodes, i, 0)
-        _prefetch(nodes, i, SECOND_LINE)
+        _prefetch(nodes, min(int(uniform(seed, t, j, STREAM_SPIKE_NODE) * count), count - 1), 0)
     for a in range(params.agents_per_grid):
         for dy in range(-1, 2):
             y = state.agent_y[g, a] + dy
@@ -83,7 +83,9 @@ def _prefetch_grid(state, params, g):
 @njit(inline="always")
 def first_oom_step(params, table, nodes, i, t_from):
     """The first step t >= t_from at which node i's memory reaches ONE, or NEVER within the
-    episode: G is increasing, so a binary search over the table."""
+    episode. G is increasing: the closed form of G (t + t (t + 1) / 2h steps, before rounding)
+    gives the step to within one, and the table settles it exactly (what a binary search over
+    the table returns, without its unpredictable branches)."""
     need = ONE - mem_now(table, nodes, i, t_from)
     if need <= 0:
         return t_from
@@ -91,91 +93,74 @@ def first_oom_step(params, table, nodes, i, t_from):
     if leak == 0 or t_from >= params.max_steps:
         return NEVER
     target = table[t_from] + (need + leak - 1) // leak
-    lo, hi = t_from + 1, params.max_steps + 1
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if table[mid] >= target:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo if lo <= params.max_steps else NEVER
+    h = params.red_queen_horizon
+    b = 1.0 + 0.5 / h
+    guess = (np.sqrt(b * b + (2.0 / (h * G_ONE)) * target) - b) * h
+    t = min(max(int(guess), t_from + 1), params.max_steps)
+    t += table[t] < target  # the guess is the step before the answer more often than not
+    while t <= params.max_steps and table[t] < target:
+        t += 1
+    while t > t_from + 1 and table[t - 1] >= target:
+        t -= 1
+    return t if t <= params.max_steps else NEVER
 
 
 @njit(inline="always")
-def cpu_phase(params, nodes, i, t):
-    """Node i's cpu phase from step t on: (slope, due), the per-step fall of its clipped cpu and
-    the step the phase ends (NEVER: not within the episode)."""
+def _wheel_add(params, wheel, step, cpu_change, slope_change):
+    if step <= params.max_steps:  # beyond: the episode ends first
+        wheel[step, WHEEL_CPU] += cpu_change
+        wheel[step, WHEEL_SLOPE] += slope_change
+
+
+@njit(inline="always")
+def _cpu_account(params, sums, nodes, wheel, i, t, sign):
+    """Node i's clipped cpu into (sign 1) or out of (sign -1) the grid's cpu sum at step t: its
+    value and slope now, and the phase changes its record makes due after t, on the wheel."""
     base, spike, fade = nodes[i, CPU_BASE], nodes[i, SPIKE], nodes[i, FADE]
-    if fade == 0 or base >= ONE:
-        return 0, NEVER
-    left = spike - min(spike, fade * (t - nodes[i, SPIKE_T]))
-    if base + left >= ONE:  # saturated until base + spike - fade * age < ONE
-        slope, due = 0, nodes[i, SPIKE_T] + (base + spike - ONE) // fade + 1
-    elif left > 0:  # fading until the spike load reaches 0
-        slope, due = fade, nodes[i, SPIKE_T] + (spike + fade - 1) // fade
-    else:
-        return 0, NEVER
-    return slope, due if due <= params.max_steps else NEVER
-
-
-@njit(inline="always")
-def _unlink(nodes, wheel, i, kind, due_field, next_field, prev_field):
-    due = nodes[i, due_field]
-    if due == NEVER:
+    spike_t = nodes[i, SPIKE_T]
+    left = spike - min(spike, fade * (t - spike_t))
+    sums[CPU_SUM] += sign * min(ONE, base + left)
+    if left == 0 or fade == 0 or base >= ONE:  # flat, or constant for good
         return
-    after, before = nodes[i, next_field], nodes[i, prev_field]
-    if before == NEVER:
-        wheel[kind, due] = after
+    # The first step the spike has faded: cpu = base from then on.
+    faded = spike_t + (spike + fade - 1) // fade
+    if base + left >= ONE:  # saturated until the first step with base + spike - fade * age < ONE
+        falls = spike_t + (base + spike - ONE) // fade + 1
+        _wheel_add(params, wheel, falls, sign * (base + spike - fade * (falls - spike_t) - ONE),
+                   sign * fade)
     else:
-        nodes[before, next_field] = after
-    if after != NEVER:
-        nodes[after, prev_field] = before
-    nodes[i, due_field] = NEVER
-
-
-@njit(inline="always")
-def _link(nodes, wheel, i, due, kind, due_field, next_field, prev_field):
-    nodes[i, due_field] = due
-    if due == NEVER:
-        return
-    head = wheel[kind, due]
-    nodes[i, next_field] = head
-    nodes[i, prev_field] = NEVER
-    if head != NEVER:
-        nodes[head, prev_field] = i
-    wheel[kind, due] = i
-
-
-@njit(inline="always")
-def _cpu_out(sums, nodes, wheel, i, t):
-    """Take node i's clipped cpu out of the grid's sum (its phase is current at t)."""
-    sums[CPU_SUM] -= cpu_now(nodes, i, t)
-    sums[CPU_SLOPE] -= nodes[i, SLOPE]
-    _unlink(nodes, wheel, i, CPU_WHEEL, CPU_DUE, CPU_NEXT, CPU_PREV)
-
-
-@njit(inline="always")
-def _cpu_in(params, sums, nodes, wheel, i, t):
-    """Put node i's clipped cpu into the grid's sum and schedule its phase change."""
-    slope, due = cpu_phase(params, nodes, i, t)
-    sums[CPU_SUM] += cpu_now(nodes, i, t)
-    sums[CPU_SLOPE] += slope
-    nodes[i, SLOPE] = slope
-    _link(nodes, wheel, i, due, CPU_WHEEL, CPU_DUE, CPU_NEXT, CPU_PREV)
+        sums[CPU_SLOPE] += sign * fade
+    _wheel_add(params, wheel, faded, sign * (fade * (faded - spike_t) - spike), -sign * fade)
 
 
 @njit(inline="always")
 def _schedule_oom(params, table, nodes, wheel, i, t_from):
-    _unlink(nodes, wheel, i, OOM_WHEEL, OOM_DUE, OOM_NEXT, OOM_PREV)
-    _link(nodes, wheel, i, first_oom_step(params, table, nodes, i, t_from), OOM_WHEEL, OOM_DUE,
-          OOM_NEXT, OOM_PREV)
+    """Move node i in the OOM lists to the step its memory now reaches ONE."""
+    due = nodes[i, OOM_DUE]
+    if due != NEVER:
+        after, before = nodes[i, OOM_NEXT], nodes[i, OOM_PREV]
+        if before == NEVER:
+            wheel[due, WHEEL_OOM] = after
+        else:
+            nodes[before, OOM_NEXT] = after
+        if after != NEVER:
+            nodes[after, OOM_PREV] = before
+    due = first_oom_step(params, table, nodes, i, t_from)
+    nodes[i, OOM_DUE] = due
+    if due != NEVER:
+        head = wheel[due, WHEEL_OOM]
+        nodes[i, OOM_NEXT] = head
+        nodes[i, OOM_PREV] = NEVER
+        if head != NEVER:
+            nodes[head, OOM_PREV] = i
+        wheel[due, WHEEL_OOM] = i
 
 
 @njit(inline="always")
 def _node_out(params, table, sums, nodes, wheel, i, t):
     sums[MEM_SUM] -= mem_now(table, nodes, i, t)
     sums[MEM_RATE] -= nodes[i, LEAK]
-    _cpu_out(sums, nodes, wheel, i, t)
+    _cpu_account(params, sums, nodes, wheel, i, t, -1)
 
 
 @njit(inline="always")
@@ -183,7 +168,7 @@ def _node_in(params, table, sums, nodes, wheel, i, t):
     """Node i back into the sums after a change at step t; its next OOM check is at t + 1."""
     sums[MEM_SUM] += mem_now(table, nodes, i, t)
     sums[MEM_RATE] += nodes[i, LEAK]
-    _cpu_in(params, sums, nodes, wheel, i, t)
+    _cpu_account(params, sums, nodes, wheel, i, t, 1)
     _schedule_oom(params, table, nodes, wheel, i, t + 1)
 
 
@@ -201,35 +186,17 @@ def _action_hook(state, params, g, i, before):
 
 @njit(inline="always")
 def _rebuild_grid(state, params, g):
-    """The sums and both wheels of grid g from its node records at its current step."""
+    """The sums and the wheel of grid g from its node records at its current step."""
     t = state.step[g]
     sums, nodes, wheel = state.sums[g], state.nodes[g], state.wheel[g]
     table = params.entropy_integral
-    wheel[:, :] = NEVER
+    wheel[:, WHEEL_CPU] = 0
+    wheel[:, WHEEL_SLOPE] = 0
+    wheel[:, WHEEL_OOM] = NEVER
     sums[:] = 0
     for i in range(params.height * params.width):
-        nodes[i, SLOPE] = 0
-        nodes[i, CPU_DUE] = NEVER
         nodes[i, OOM_DUE] = NEVER
         _node_in(params, table, sums, nodes, wheel, i, t)
-
-
-@njit(inline="always")
-def _cpu_events(params, sums, nodes, wheel, t):
-    """The cpu phase changes due at t: each node's contribution moves to its next phase."""
-    i = wheel[CPU_WHEEL, t]
-    wheel[CPU_WHEEL, t] = NEVER
-    while i != NEVER:
-        after = nodes[i, CPU_NEXT]
-        nodes[i, CPU_DUE] = NEVER
-        # What the sum holds for it: ONE while saturated, the fading line while fading.
-        slope = nodes[i, SLOPE]
-        held = ONE if slope == 0 else nodes[i, CPU_BASE] + nodes[i, SPIKE] \
-            - slope * (t - nodes[i, SPIKE_T])
-        sums[CPU_SUM] -= held
-        sums[CPU_SLOPE] -= slope
-        _cpu_in(params, sums, nodes, wheel, i, t)
-        i = after
 
 
 @njit(inline="always")
@@ -239,13 +206,13 @@ def _step_grid(state, params, g, actions, observations, rewards, terminals, trun
     sums, nodes, wheel = state.sums[g], state.nodes[g], state.wheel[g]
     table = params.entropy_integral
 
-    # 2. Time advances: the sums follow their rates.
+    # 2. Time advances: the sums follow their rates, and the cpu phase changes due now apply.
     t = state.step[g] + 1
     state.step[g] = t
     sums[MEM_SUM] += (entropy_integral_nb(table, t) - entropy_integral_nb(table, t - 1)) \
         * sums[MEM_RATE]
-    sums[CPU_SUM] -= sums[CPU_SLOPE]
-    _cpu_events(params, sums, nodes, wheel, t)
+    sums[CPU_SUM] += wheel[t, WHEEL_CPU] - sums[CPU_SLOPE]
+    sums[CPU_SLOPE] += wheel[t, WHEEL_SLOPE]
 
     # 3. New CPU spikes land; an overload's memory jump moves the node's OOM.
     seed = state.episode_seed[g]
@@ -253,19 +220,19 @@ def _step_grid(state, params, g, actions, observations, rewards, terminals, trun
     spikes = int(params.spike_rate * count + uniform(seed, t, 0, STREAM_SPIKE_COUNT))
     for j in range(spikes):
         i, size = draw_spike(params, seed, t, j, count)
-        _cpu_out(sums, nodes, wheel, i, t)
+        _cpu_account(params, sums, nodes, wheel, i, t, -1)
         if land_spike(params, table, nodes, i, t, size):
             overloads += 1
             sums[MEM_SUM] += params.jump_fx
             _schedule_oom(params, table, nodes, wheel, i, t)
-        _cpu_in(params, sums, nodes, wheel, i, t)
+        _cpu_account(params, sums, nodes, wheel, i, t, 1)
 
     # 4. The OOMs due now.
     ooms = 0
     crits = 0
     prio_sum = 0
-    i = wheel[OOM_WHEEL, t]
-    wheel[OOM_WHEEL, t] = NEVER
+    i = wheel[t, WHEEL_OOM]
+    wheel[t, WHEEL_OOM] = NEVER
     while i != NEVER:
         after = nodes[i, OOM_NEXT]
         nodes[i, OOM_DUE] = NEVER
@@ -273,9 +240,9 @@ def _step_grid(state, params, g, actions, observations, rewards, terminals, trun
         crits += nodes[i, PRIO] >= params.crit_fx
         prio_sum += nodes[i, PRIO]
         sums[MEM_SUM] += params.restart_fx - mem_now(table, nodes, i, t)
-        _cpu_out(sums, nodes, wheel, i, t)
+        _cpu_account(params, sums, nodes, wheel, i, t, -1)
         restart_node(params, nodes, i, t)
-        _cpu_in(params, sums, nodes, wheel, i, t)
+        _cpu_account(params, sums, nodes, wheel, i, t, 1)
         _schedule_oom(params, table, nodes, wheel, i, t + 1)
         i = after
     load = sums[MEM_SUM] + sums[CPU_SUM]

@@ -28,10 +28,16 @@ NEVER = -1  # no event scheduled
 # first NODE_FIELDS columns; the event kernel adds its queue bookkeeping after them.
 MEM, MEM_T, LEAK, CPU_BASE, SPIKE, SPIKE_T, FADE, CAP, PRIO = range(9)
 NODE_FIELDS = 9
-# Event kernel only: the cpu slope the grid's cpu sum falls by per step, the steps its next
-# cpu-phase and OOM events fall due (NEVER: none), and the links of the two timing wheels.
-SLOPE, CPU_DUE, OOM_DUE, CPU_NEXT, CPU_PREV, OOM_NEXT, OOM_PREV = range(9, 16)
+# Event kernel only: the step the node's OOM falls due (NEVER: none) and its links in the OOM
+# wheel's list of that step; the record is padded to two 64-byte cache lines, so that what a
+# spike reads and writes (CPU_BASE .. CAP) lies in the first.
+OOM_DUE, OOM_NEXT, OOM_PREV = range(9, 12)
 EVENT_NODE_FIELDS = 16
+# The event kernel's wheel, one row per step of the episode: the changes of the grid's cpu sum
+# and of its per-step fall that fall due then (the cpu phase changes), and the first node whose
+# OOM is due then (NEVER: none).
+WHEEL_CPU, WHEEL_SLOPE, WHEEL_OOM = range(3)
+WHEEL_FIELDS = 3
 
 
 def to_fixed(value, unit):

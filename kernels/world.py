@@ -11,7 +11,7 @@ import numpy as np
 from puffer_cluster.kernels import fixed
 from puffer_cluster.kernels.fixed import (
     CAP_ONE, EVENT_NODE_FIELDS, FRACTION_ONE, G_ONE, NEVER, NODE_FIELDS, ONE, PRIO_ONE, PRIO_UNIT,
-    cpu_at, entropy_integral, mem_at, ratio_float,
+    WHEEL_FIELDS, WHEEL_OOM, cpu_at, entropy_integral, mem_at, ratio_float,
 )
 from puffer_cluster.kernels.rng import STREAM_GRID, counter_hash
 
@@ -105,10 +105,10 @@ class WorldState(NamedTuple):
     """
     nodes: np.ndarray        # int64 (grids, height * width, NODE_FIELDS or EVENT_NODE_FIELDS)
     # Event kernel only (no rows for the dense kernels): exact integer sums over the grid's nodes
-    # (kernels.event: MEM_SUM, MEM_RATE, CPU_SUM, CPU_SLOPE) and the heads of its two timing
-    # wheels, one slot per step of the episode.
+    # (kernels.event: MEM_SUM, MEM_RATE, CPU_SUM, CPU_SLOPE) and its timing wheel, one row per
+    # step of the episode (kernels.fixed: WHEEL_CPU, WHEEL_SLOPE, WHEEL_OOM).
     sums: np.ndarray         # int64 (grids, 4)
-    wheel: np.ndarray        # int64 (grids, 2, max_steps + 1): first node due (cpu, OOM) or NEVER
+    wheel: np.ndarray        # int64 (grids, max_steps + 1, WHEEL_FIELDS)
     # Per agent: (grids, agents_per_grid).
     agent_y: np.ndarray      # int64
     agent_x: np.ndarray      # int64
@@ -209,17 +209,28 @@ def make_params(env_config: dict) -> WorldParams:
     )
 
 
+def cache_aligned_zeros(shape: tuple, dtype=np.int64) -> np.ndarray:
+    """Zeros whose first element starts a 64-byte cache line, so that a node record of a
+    multiple of 64 bytes never straddles one more line than it fills."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    buffer = np.zeros(size + 64, dtype=np.uint8)
+    start = -buffer.ctypes.data % 64
+    return buffer[start:start + size].view(dtype).reshape(shape)
+
+
 def allocate_state(num_grids: int, params: WorldParams, event: bool = False) -> WorldState:
     """Zeroed state for `num_grids` grids, laid out for the event kernel (`event=True`) or the
     dense ones; call a kernel's `reset_grids` before stepping."""
     nodes = params.height * params.width
     agents = params.agents_per_grid
     per_grid = num_grids if event else 0
+    wheel = np.zeros((per_grid, params.max_steps + 1 if event else 0, WHEEL_FIELDS),
+                     dtype=np.int64)
+    wheel[..., WHEEL_OOM] = NEVER
     return WorldState(
-        nodes=np.zeros((num_grids, nodes, EVENT_NODE_FIELDS if event else NODE_FIELDS),
-                       dtype=np.int64),
+        nodes=cache_aligned_zeros((num_grids, nodes, EVENT_NODE_FIELDS if event else NODE_FIELDS)),
         sums=np.zeros((per_grid, 4), dtype=np.int64),
-        wheel=np.full((per_grid, 2, params.max_steps + 1 if event else 0), NEVER, dtype=np.int64),
+        wheel=wheel,
         agent_y=np.zeros((num_grids, agents), dtype=np.int64),
         agent_x=np.zeros((num_grids, agents), dtype=np.int64),
         budget=np.zeros(num_grids), step=np.zeros(num_grids, dtype=np.int64),
