@@ -269,14 +269,17 @@ def evaluate_greedy(agent: nn.Module, config: dict) -> float:
 
 # --- Training ---------------------------------------------------------------------------------
 
-def save_latest(path: Path, agent: nn.Module, optimizer, vecenv, carry: dict, ranks: Ranks,
-                config: dict, global_step: int, iteration: int, progress: dict) -> None:
-    """latest.pt: every process's part (envs, random generators, carry) gathered to rank 0,
-    which writes the one file."""
+def save_checkpoints(run_dir: Path, policy_name: str, agent: nn.Module, optimizer, vecenv,
+                     carry: dict, ranks: Ranks, config: dict, global_step: int, iteration: int,
+                     progress: dict) -> None:
+    """latest.pt, every process's part (envs, random generators, carry) gathered to rank 0,
+    which writes the one file, and the policy alone as `policy_name` (model_<iteration>.pt or
+    final.pt)."""
     states = ranks.gather(rank_state(vecenv, carry, next(agent.parameters()).device))
     if ranks.main:
-        save_training_state(path, agent, optimizer, states, config, global_step, iteration,
-                            progress)
+        save_training_state(run_dir / "latest.pt", agent, optimizer, states, config, global_step,
+                            iteration, progress)
+        save_atomic(policy_payload(agent, config, global_step, iteration), run_dir / policy_name)
 
 
 def train(config: dict, resume: str | None = None, run_dir: str | Path | None = None,
@@ -460,24 +463,18 @@ def train_process(config: dict, ranks: Ranks, resume: str | None, run_dir: str |
                                 run_dir / "best.pt")
                 dashboard.record_eval(eval_return, progress["best_eval_return"],
                                       progress["heuristic_return"])
+            carry = {"next_episode_start": next_episode_start, "policy_state": policy_state}
             if iteration % args["checkpoint_interval"] == 0 or stopping:
-                save_latest(run_dir / "latest.pt", agent, optimizer, vecenv,
-                            {"next_episode_start": next_episode_start, "policy_state": policy_state},
-                            ranks, config, global_step, iteration, progress)
+                save_checkpoints(run_dir, f"model_{iteration:06d}.pt", agent, optimizer, vecenv,
+                                 carry, ranks, config, global_step, iteration, progress)
                 interrupt.saved_iteration = iteration
-                if ranks.main:
-                    save_atomic(policy_payload(agent, config, global_step, iteration),
-                                run_dir / f"model_{iteration:06d}.pt")
             if stopping:
                 break
         else:
-            save_latest(run_dir / "latest.pt", agent, optimizer, vecenv,
-                        {"next_episode_start": next_episode_start, "policy_state": policy_state},
-                        ranks, config, global_step, iteration, progress)
+            save_checkpoints(run_dir, "final.pt", agent, optimizer, vecenv,
+                             {"next_episode_start": next_episode_start, "policy_state": policy_state},
+                             ranks, config, global_step, iteration, progress)
             interrupt.saved_iteration = iteration
-            if ranks.main:
-                save_atomic(policy_payload(agent, config, global_step, iteration),
-                            run_dir / "final.pt")
 
     if ranks.main:
         plot_learning_curve(run_dir / "learning_curve.png", run_dir.name, progress["history"],
