@@ -129,12 +129,14 @@ class KernelVectorEnv(pufferlib.PufferEnv):
     tick = 0
     _has_reset = False
     episode_stats = EPISODE_STATS  # names of the rows of `state.finished_sum`
+    first_grid = 0  # grid g is seeded as grid first_grid + g of a batch seeded `seed`
 
     def reset(self, seed: int | None = None):
         if seed is not None:
             self.seed = seed
         announce_if_cold(self._reset_kernel, self._step_kernel)
-        self.state.grid_seed[:] = grid_seeds(self.seed, 0, self.state.grid_seed.shape[0])
+        self.state.grid_seed[:] = grid_seeds(self.seed, self.first_grid,
+                                              self.state.grid_seed.shape[0])
         self.state.episode[:] = 0
         self.state.finished_sum[:] = 0
         self.state.finished_count[:] = 0
