@@ -6,11 +6,10 @@ import numpy as np
 from numba import njit, prange
 
 from kernels.fast import move_agent, settle_grid
-from kernels.fixed import CAP, ONE, PRIO, clean_waste_nb, mean_load_nb, oom_cost_nb
-from kernels.rng import STREAM_SPIKE_COUNT
+from kernels.fixed import CAP, clean_waste_nb, mean_load_nb, oom_cost_nb
 from kernels.rules import (
-    clean_node, cpu_now, draw_spike, land_spike, mem_now, observe_grid, pay_for_scale,
-    rescale_node, restart_node, start_episode, uniform,
+    clean_node, land_spikes, no_floor, observe_grid, pay_for_scale, rescale_node,
+    restart_out_of_memory, start_episode,
 )
 from kernels.world import CLEAN, NUM_ACTIONS, SCALE_FULL, SCALE_HALF
 
@@ -82,27 +81,10 @@ def _step_grid(state, params, g, actions, observations, rewards, terminals, trun
     state.step[g] = t
 
     # 3. New CPU spikes land; one that pushes cpu to 1 or more is an overload.
-    seed = state.episode_seed[g]
-    overloads = 0
-    spikes = int(params.spike_rate * count + uniform(seed, t, 0, STREAM_SPIKE_COUNT))
-    for j in range(spikes):
-        i, size = draw_spike(params, seed, t, j, count)
-        overloads += land_spike(params, table, nodes, i, t, size)
+    overloads = land_spikes(params, table, nodes, state.episode_seed[g], t, count)
 
     # 4. Out-of-memory nodes restart; the load sums both ratios of every node, in integers.
-    ooms = 0
-    crits = 0
-    prio_sum = 0
-    load = 0
-    for i in range(count):
-        mem = mem_now(table, nodes, i, t)
-        if mem >= ONE:
-            ooms += 1
-            crits += nodes[i, PRIO] >= params.crit_fx
-            prio_sum += nodes[i, PRIO]
-            restart_node(params, nodes, i, t)
-            mem = params.restart_fx
-        load += cpu_now(nodes, i, t) + mem
+    ooms, crits, prio_sum, load = restart_out_of_memory(params, table, nodes, t, count, no_floor)
 
     # 5. The budget recovers slowly.
     state.budget[g] = min(1.0, state.budget[g] + params.budget_regen)

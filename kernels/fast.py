@@ -1,7 +1,6 @@
 """Numba pieces shared by the gardener kernels (`kernels.dense`, `kernels.event`) and the trace
-replay's kernel (`kernels.replay`): a new episode's agents and counters, moves, the step's
-settlement (reward, statistics, endings), and the float capacity rule of the replay, whose state
-keeps v1's float loads. Importing it selects Numba's fork-safe threading layer.
+replay's kernel (`kernels.replay`): a new episode's agents and counters, moves, and the step's
+settlement (reward, statistics, endings). Importing it selects Numba's fork-safe threading layer.
 """
 import os
 
@@ -11,7 +10,7 @@ from numba import njit
 
 from kernels.rng import STREAM_AGENT_X, STREAM_AGENT_Y, counter_hash_nb, unit_float_nb
 from kernels.world import (
-    MOVE_DX, MOVE_DY, SCALE_HALF, STAT_AVG_LOAD, STAT_BUDGET_SPENT, STAT_COLLAPSED, STAT_CRIT,
+    MOVE_DX, MOVE_DY, STAT_AVG_LOAD, STAT_BUDGET_SPENT, STAT_COLLAPSED, STAT_CRIT,
     STAT_CRIT_RATE, STAT_INVALID, STAT_LENGTH, STAT_OOM, STAT_OOM_RATE, STAT_OVERLOAD,
     STAT_RETURN,
 )
@@ -60,25 +59,6 @@ def _finish_episode(state, g, length, collapsed):
     for k in range(stats.shape[0]):
         state.finished_sum[g, k] += stats[k]
     state.finished_count[g] += 1
-
-
-@njit(inline="always")
-def scale_node(state, params, g, a, action):
-    """SCALE_HALF / SCALE_FULL on agent a's node, partial when the budget is short.
-    Returns 1 when nothing could be added (the node at cap_max, or no budget): invalid."""
-    unit = 0.5 if action == SCALE_HALF else 1.0
-    i = state.agent_y[g, a] * params.width + state.agent_x[g, a]
-    added = min(unit, params.cap_max - np.float64(state.cap[g, i]))
-    cost = params.scale_cost * added
-    if added > 0.0 and state.budget[g] < cost:
-        added = added * (state.budget[g] / cost)
-        cost = state.budget[g]
-    if added <= 0.0:
-        return 1
-    state.budget[g] -= cost
-    state.ep_spent[g] += cost
-    state.cap[g, i] = np.float64(state.cap[g, i]) + added
-    return 0
 
 
 @njit(inline="always")

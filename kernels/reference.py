@@ -5,8 +5,7 @@ Dense: every step evaluates every node's closed forms (`kernels.fixed`). Vectori
 (and nodes where a rule allows); integer sums are exact, so their order does not matter. It is
 slow; tests and small benchmarks use it to check the kernels.
 
-`move_agents` and `settle` are shared with the trace replay's reference, as is `scale_nodes`,
-the replay's float capacity rule (the replay state keeps v1's float loads).
+The trace replay's reference (`kernels.replay`) plays its overlay world with these rules.
 """
 import numpy as np
 
@@ -31,21 +30,21 @@ f64 = np.float64
 CAP_UNIT = 1.0 / CAP_ONE
 
 
-def _uniform(seeds, step, node, stream):
+def uniform(seeds, step, node, stream):
     """Uniform draws for per-grid `seeds` (grids,) and broadcastable `step`, `node` counters."""
     seeds, step, node = np.broadcast_arrays(seeds, np.asarray(step, dtype=np.uint64),
                                             np.asarray(node, dtype=np.uint64))
     return unit_float(counter_hash(seeds, step, node, np.full(seeds.shape, stream)))
 
 
-def _mem_now(params, record, t):
+def mem_now(params, record, t):
     """Memory ratios of node records (..., fields) at steps `t` (broadcast against them)."""
     table = params.entropy_integral
     return mem_at(record[..., MEM], record[..., LEAK], entropy_integral(table, t),
                   entropy_integral(table, record[..., MEM_T]))
 
 
-def _cpu_now(record, t):
+def cpu_now(record, t):
     return cpu_at(record[..., CPU_BASE], record[..., SPIKE], record[..., FADE],
                   t - record[..., SPIKE_T])
 
@@ -57,6 +56,12 @@ def _spike_now(record, t):
 def reset_grids(state, params, observations, grids=None):
     """Start a new episode on `grids` (default all) and write their observations."""
     grids = np.arange(state.step.shape[0]) if grids is None else np.asarray(grids)
+    start_episodes(state, params, grids)
+    observe(state, params, observations, grids)
+
+
+def start_episodes(state, params, grids):
+    """Every node of `grids` drawn from their new episode seeds, agents and counters."""
     if grids.size == 0:
         return
     zero = np.zeros(grids.size, dtype=np.uint64)
@@ -66,7 +71,7 @@ def reset_grids(state, params, observations, grids=None):
     seed_col = seeds[:, None]
     nodes = np.arange(params.height * params.width, dtype=np.uint64)[None, :]
     base, mem, leak, prio = initial_node(
-        params, *(_uniform(seed_col, 0, nodes, stream) for stream in (
+        params, *(uniform(seed_col, 0, nodes, stream) for stream in (
             STREAM_BASE_LOAD, STREAM_MEM_INIT, STREAM_LEAK, STREAM_PRIO, STREAM_CRITICAL)))
     record = np.zeros(state.nodes[grids].shape, dtype=np.int64)
     record[..., MEM], record[..., LEAK] = mem, leak
@@ -74,13 +79,12 @@ def reset_grids(state, params, observations, grids=None):
     record[..., FADE], record[..., CAP] = params.fade_fx, CAP_ONE
     state.nodes[grids] = record
     agents = np.arange(params.agents_per_grid, dtype=np.uint64)[None, :]
-    state.agent_y[grids] = (_uniform(seed_col, 0, agents, STREAM_AGENT_Y) * params.height).astype(np.int64)
-    state.agent_x[grids] = (_uniform(seed_col, 0, agents, STREAM_AGENT_X) * params.width).astype(np.int64)
+    state.agent_y[grids] = (uniform(seed_col, 0, agents, STREAM_AGENT_Y) * params.height).astype(np.int64)
+    state.agent_x[grids] = (uniform(seed_col, 0, agents, STREAM_AGENT_X) * params.width).astype(np.int64)
     state.budget[grids] = params.budget_init
     for counter in (state.step, state.ep_oom, state.ep_crit, state.ep_overload, state.ep_invalid,
                     state.ep_return, state.ep_load_sum, state.ep_spent):
         counter[grids] = 0
-    observe(state, params, observations, grids)
 
 
 def observe(state, params, observations, grids=None):
@@ -97,8 +101,8 @@ def observe(state, params, observations, grids=None):
                 ny, nx = y + dy, x + dx
                 inside = (ny >= 0) & (ny < height) & (nx >= 0) & (nx < width)
                 record = state.nodes[grids, np.where(inside, ny * width + nx, 0)]
-                cpu = ratio_float(_cpu_now(record, t))
-                mem = ratio_float(np.minimum(ONE, _mem_now(params, record, t)))
+                cpu = ratio_float(cpu_now(record, t))
+                mem = ratio_float(np.minimum(ONE, mem_now(params, record, t)))
                 prio = record[:, PRIO] * PRIO_UNIT
                 for c, value in enumerate((cpu, mem, prio)):
                     observations[rows, k + c] = np.where(inside, value, OUTSIDE)
@@ -108,7 +112,7 @@ def observe(state, params, observations, grids=None):
         observations[rows, OBS_BUDGET] = state.budget[grids]
 
 
-def _apply_actions(state, params, actions):
+def apply_actions(state, params, actions):
     """Rule 1: each agent's action, in agent order, paid from the grid's budget, at the step
     before time advances. Returns the per-grid invalid-action count and cleaning waste."""
     num_grids = state.step.shape[0]
@@ -136,7 +140,7 @@ def _apply_actions(state, params, actions):
                 hit = cleaning & (ny >= 0) & (ny < height) & (nx >= 0) & (nx < width)
                 g, i = grids[hit], (ny * width + nx)[hit]
                 record = state.nodes[g, i]
-                mem = _mem_now(params, record, t[g])
+                mem = mem_now(params, record, t[g])
                 waste[g] += np.maximum(0, params.useful_fx - mem)
                 record[:, MEM] = mul_div(mem, params.keep_fx, FRACTION_ONE)
                 record[:, MEM_T] = t[g]
@@ -170,7 +174,7 @@ def _scale(state, params, a, action):
     g, i, cap, new_cap = grids[paid], i[paid], cap[paid], cap[paid] + added[paid]
     t = state.step[g]
     record = state.nodes[g, i]
-    record[:, MEM] = mul_div(_mem_now(params, record, t), cap, new_cap)
+    record[:, MEM] = mul_div(mem_now(params, record, t), cap, new_cap)
     record[:, MEM_T] = t
     record[:, SPIKE] = mul_div(_spike_now(record, t), cap, new_cap)
     record[:, SPIKE_T] = t
@@ -178,25 +182,6 @@ def _scale(state, params, a, action):
         record[:, field] = mul_div(record[:, field], cap, new_cap)
     record[:, CAP] = new_cap
     state.nodes[g, i] = record
-    return scaling & ~paid
-
-
-def scale_nodes(state, params, a, action):
-    """SCALE_HALF / SCALE_FULL of agent a where `action` asks for it, partial when the budget is
-    short. Returns, per grid, whether a scale added nothing (invalid)."""
-    grids = np.arange(state.step.shape[0])
-    scaling = (action == SCALE_HALF) | (action == SCALE_FULL)
-    unit = np.where(action == SCALE_HALF, 0.5, 1.0)
-    i = state.agent_y[:, a] * params.width + state.agent_x[:, a]
-    added = np.minimum(unit, params.cap_max - state.cap[grids, i].astype(f64))
-    cost = params.scale_cost * added
-    short = scaling & (added > 0.0) & (state.budget < cost)
-    added = np.where(short, added * (state.budget / np.where(short, cost, 1.0)), added)
-    cost = np.where(short, state.budget, cost)
-    paid = scaling & (added > 0.0)
-    state.budget[paid] -= cost[paid]
-    state.ep_spent[paid] += cost[paid]
-    state.cap[grids[paid], i[paid]] = state.cap[grids[paid], i[paid]].astype(f64) + added[paid]
     return scaling & ~paid
 
 
@@ -209,53 +194,52 @@ def move_agents(state, params, a, action):
     state.agent_x[:, a] = np.where(inside, nx, x)
 
 
-def _land_spikes(state, params, t):
+def land_spikes(state, params, t):
     """Rule 3: a seeded number of spikes land on seeded nodes; cpu >= 1 is an overload, which
     also raises the node's memory pressure."""
     num_grids = state.step.shape[0]
     nodes = params.height * params.width
     seeds = state.episode_seed
-    count = (params.spike_rate * nodes + _uniform(seeds, t, 0, STREAM_SPIKE_COUNT)).astype(np.int64)
+    count = (params.spike_rate * nodes + uniform(seeds, t, 0, STREAM_SPIKE_COUNT)).astype(np.int64)
     overloads = np.zeros(num_grids, dtype=np.int64)
     for j in range(int(count.max(initial=0))):
         g = np.flatnonzero(count > j)
-        i = np.minimum((_uniform(seeds[g], t[g], j, STREAM_SPIKE_NODE) * nodes).astype(np.int64),
+        i = np.minimum((uniform(seeds[g], t[g], j, STREAM_SPIKE_NODE) * nodes).astype(np.int64),
                        nodes - 1)
         size = params.spike_min + (params.spike_max - params.spike_min) \
-            * _uniform(seeds[g], t[g], j, STREAM_SPIKE_SIZE)
+            * uniform(seeds[g], t[g], j, STREAM_SPIKE_SIZE)
         record = state.nodes[g, i]
         spike = _spike_now(record, t[g]) + mul_div(to_fixed(size, ONE), CAP_ONE, record[:, CAP])
         record[:, SPIKE] = spike
         record[:, SPIKE_T] = t[g]
         over = record[:, CPU_BASE] + spike >= ONE
         overloads[g[over]] += 1
-        record[over, MEM] = _mem_now(params, record[over], t[g[over]]) + params.jump_fx
+        record[over, MEM] = mem_now(params, record[over], t[g[over]]) + params.jump_fx
         record[over, MEM_T] = t[g[over]]
         state.nodes[g, i] = record
     return overloads
 
 
-def _out_of_memory(state, params, t):
-    """Rule 4: nodes at mem >= 1 restart (memory at restart_mem, spikes cleared).
-    Returns OOMs, critical OOMs and the sum of their priorities, per grid."""
+def restart_out_of_memory(state, params, t, floor=0):
+    """Rule 4, then the load: nodes whose memory reaches 1 restart (memory at restart_mem, spikes
+    cleared), unless it is no more than `floor` (grids, nodes), memory that does not leak (the
+    trace replay's requests), which the restart keeps. Returns OOMs, critical OOMs, the sum of
+    their priorities and the sum over nodes of the clipped cpu and memory ratios, per grid, all
+    exact in integers (`kernels.rules.restart_out_of_memory`)."""
     record = state.nodes
-    oom = _mem_now(params, record, t[:, None]) >= ONE
+    mem = mem_now(params, record, t[:, None])
+    oom = (mem >= ONE) & (mem > floor)
     restart = np.where(oom, 1, 0)
     keep = 1 - restart
     step = np.broadcast_to(t[:, None], oom.shape)
-    record[..., MEM] = keep * record[..., MEM] + restart * params.restart_fx
+    record[..., MEM] = keep * record[..., MEM] + restart * (params.restart_fx + floor)
     record[..., MEM_T] = np.where(oom, step, record[..., MEM_T])
     record[..., SPIKE] = keep * record[..., SPIKE]
     record[..., SPIKE_T] = np.where(oom, step, record[..., SPIKE_T])
     prio = record[..., PRIO]
     crits = (oom & (prio >= params.crit_fx)).sum(axis=1)
-    return oom.sum(axis=1), crits, (prio * restart).sum(axis=1)
-
-
-def _load_sum(state, params, t):
-    """Sum over nodes of the clipped cpu ratio plus the memory ratio, exact in integers."""
-    record = state.nodes
-    return (_cpu_now(record, t[:, None]) + _mem_now(params, record, t[:, None])).sum(axis=1)
+    load = cpu_now(record, t[:, None]) + np.minimum(ONE, mem_now(params, record, t[:, None]))
+    return oom.sum(axis=1), crits, (prio * restart).sum(axis=1), load.sum(axis=1)
 
 
 def settle(state, params, ooms, crits, oom_cost, overloads, clean_waste, invalid, mean_load,
@@ -302,13 +286,13 @@ def settle(state, params, ooms, crits, oom_cost, overloads, clean_waste, invalid
 
 def step(state, params, actions, observations, rewards, terminals, truncations, auto_reset=True):
     """One step of every grid; same contract as `kernels.dense.step`."""
-    invalid, waste = _apply_actions(state, params, actions)
+    invalid, waste = apply_actions(state, params, actions)
     # Rule 2: time advances; the closed forms carry the leak and the spikes' fade.
     state.step[:] += 1
     t = state.step
-    overloads = _land_spikes(state, params, t)
-    ooms, crits, prio_sum = _out_of_memory(state, params, t)
-    load = mean_load(_load_sum(state, params, t), params.height * params.width)
+    overloads = land_spikes(state, params, t)
+    ooms, crits, prio_sum, load_sum = restart_out_of_memory(state, params, t)
+    load = mean_load(load_sum, params.height * params.width)
     # Rule 5: the budget recovers slowly.
     state.budget[:] = np.minimum(1.0, state.budget + params.budget_regen)
 

@@ -1,72 +1,64 @@
-"""Trace replay: the gardener's contract on a cluster whose load comes from a SimKube trace.
+"""Trace replay: a SimKube trace's load added to a World v2 gardener world.
 
 `puffer_cluster.replay` compiles a trace once into a timeline: per segment of steps and per node,
 the CPU and memory *requested* by the pods the deterministic scheduler placed there (in units of
-one node's capacity), and per node a fixed priority. This module steps grids over those
-timelines with the gardener's vocabulary (`kernels.world`: actions, observation layout, episode
-statistics, `WorldParams` costs and penalties) so that every gardener policy plays unchanged and
-the numbers are comparable:
+one node's capacity), and per node a fixed priority. A replayed cluster is a gardener world
+(`kernels.world`, `kernels.rules`: its records, actions, spikes, OOM restarts, observation,
+reward and statistics, so every gardener policy plays unchanged) whose node memory is an
+*overlay*: the gardener's memory with its start, leak rates, restart level and overload jump
+times `overlay_scale` (`overlay_world`). What this module adds is the trace, every step:
 
-- cpu (channel 0): the requested CPU of the node's pods times a usage factor
-  `1 + usage_noise * (2u - 1)`, u drawn from (episode seed, step, node), divided by `cap`.
-- mem (channel 1): `(requested memory + leak overlay) / cap`. The overlay is the spec's Red Queen
-  effect on top of the trace: it starts in `[mem_init_min, mem_init_max)` (`overlay_init`) and
-  grows by `leak_i * E(t)` per step, `E(t) = 1 + t / red_queen_horizon`, with the gardener's
-  per-node leak rates, start and rates scaled by `overlay_scale` (so that the trace's own
-  requests stay material); `leak_overlay = False` turns it off (memory is then the requests alone).
-- prio (channel 2): the trace's node priority (critical pods make critical nodes).
+- cpu: the node's base load is its pods' requested CPU times a usage factor
+  `1 + usage_noise * (2u - 1)`, u drawn from (episode seed, step, node); the gardener's spikes
+  land and fade on top of it (a spike that brings cpu to 1 is an overload, as in the gardener).
+- mem: the node's memory is its pods' requested memory (`REQUEST`, a ratio of the node's
+  capacity, kept in an extra field of the node record) plus the overlay. The actions see the
+  overlay alone: CLEAN restarts the pods of the 3x3 nodes, which removes `clean_fraction` of
+  their overlay and spikes (the waste counts the overlay), SCALE rescales the overlay, and the
+  requests come back at the node's capacity. An OOM is a node whose memory reaches 1 with a
+  positive overlay (requests alone never overflow a node: the scheduler placed them); its pods
+  restart at the overlay's restart level.
+- prio: the trace's node priority (critical pods make critical nodes).
 
-One step, per grid (the gardener's order):
-1. Actions in agent order, paid from the budget. CLEAN restarts the pods of the 3x3 nodes: their
-   leak overlay goes to 0 (cleaning a node whose overlay is below `clean_useful_mem` is waste,
-   penalised per unit of shortfall). SCALE_HALF / SCALE_FULL raise the node's capacity multiplier
-   exactly as in the gardener (partial when the budget is short). Moves as in the gardener.
-2. Time advances: the overlay leaks; the node loads are read from the timeline at the new step
-   (the usage noise is redrawn every step).
-3. An overload is a node whose cpu ratio crosses 1 (below 1 before, at or above 1 now); it also
-   adds `overload_mem_jump * cap` to the overlay.
-4. An OOM is a node with `(requested mem + overlay) / cap >= 1` and a positive overlay (requests
-   alone never exceed a node: the scheduler placed them); penalty
-   `oom_penalty * (1 + crit_weight * prio)`, critical when `prio >= crit_threshold`; the node's
-   pods restart, clearing the overlay.
-5. The budget recovers by `budget_regen`.
-Reward and collapse exactly as in the gardener kernel; an episode is truncated at its trace's
-horizon (`max_steps`, or fewer under a replay duration).
+One step, per grid: the actions at step t (the gardener's), then at t + 1 the trace's load, the
+spikes, the OOMs, the load, the budget; an episode is truncated at its trace's horizon
+(`max_steps`, or fewer under a replay duration).
 
-Two implementations with the same bits: a NumPy reference (vectorised over grids, sequential sums
-in node order) and a Numba kernel (`prange` over grids, float64 arithmetic on float32 storage in
-the reference's operation order). All randomness is the counter-based hash of `kernels.rng`.
+Two implementations with the same bits: a NumPy reference (the gardener's, `kernels.reference`,
+around the trace's load) and a Numba kernel (`kernels.rules` around it, `prange` over grids).
 """
 from __future__ import annotations
 
+from collections import namedtuple
 from typing import NamedTuple
 
 import numpy as np
 from numba import njit, prange
 
-from kernels.fast import (  # also selects the threading layer
-    move_agent, scale_node, settle_grid, start_agents_and_counters,
+from kernels import reference
+from kernels.dense import CHUNK, apply_actions
+from kernels.fast import settle_grid, uniform
+from kernels.fixed import (
+    CAP, CPU_BASE, G_ONE, MEM, NODE_FIELDS, ONE, PRIO, PRIO_ONE, clean_waste, clean_waste_nb,
+    mean_load, mean_load_nb, oom_cost, oom_cost_nb, to_fixed, to_fixed_nb,
 )
-from kernels.reference import move_agents, scale_nodes, settle
-from kernels.rng import (
-    STREAM_AGENT_X, STREAM_AGENT_Y, STREAM_EPISODE, STREAM_LEAK, STREAM_MEM_INIT, counter_hash,
-    counter_hash_nb, unit_float, unit_float_nb,
+from kernels.rules import (
+    CAP_UNIT, land_spikes, observe_grid, restart_out_of_memory, start_episode,
 )
-from kernels.world import CLEAN, NUM_ACTIONS, NUM_CHANNELS, NUM_STATS, OUTSIDE, SCALE_FULL, SCALE_HALF
+from kernels.world import WorldState, allocate_state
 
 # The usage noise gets its own stream (the gardener's use 1 .. 12, the policies 100).
 STREAM_USAGE = np.uint64(13)
+# The replay's field after the world's in a node record: the requested memory MEM includes.
+REQUEST = NODE_FIELDS
+REPLAY_NODE_FIELDS = NODE_FIELDS + 1
 
 f64 = np.float64
-_U0 = np.uint64(0)
 
 
 class ReplayParams(NamedTuple):
-    """The replay's own constants (the world's come from `WorldParams`)."""
+    """The replay's own constants (the world's come from `overlay_world`)."""
     usage_noise: float   # cpu usage = request * (1 + usage_noise * (2u - 1)), u uniform
-    leak_overlay: bool   # the Red Queen leak on top of the requested memory
-    overlay_init: bool   # the overlay starts in [mem_init_min, mem_init_max) (else at 0)
-    overlay_scale: float  # the overlay's start and leak rates are the gardener's times this
 
 
 class Timelines(NamedTuple):
@@ -78,239 +70,100 @@ class Timelines(NamedTuple):
     horizon: np.ndarray       # int64 (traces,): steps in an episode on the trace (truncation)
 
 
-class ReplayState(NamedTuple):
-    """All mutable state of `num_grids` replayed clusters; node arrays are (grids, H * W)."""
-    cpu: np.ndarray           # float32, CPU usage (absolute, units of one node's base capacity)
-    mem: np.ndarray           # float32, requested memory (absolute)
-    overlay: np.ndarray       # float32, leak overlay (absolute)
-    leak: np.ndarray          # float32, leak rate (per step at E(t) = 1)
-    cap: np.ndarray           # float32, capacity multiplier >= 1
-    over: np.ndarray          # bool, cpu ratio >= 1 at the last step (for crossings)
-    agent_y: np.ndarray       # int64 (grids, agents)
-    agent_x: np.ndarray       # int64 (grids, agents)
-    trace: np.ndarray         # int64, the timeline this grid replays
-    budget: np.ndarray        # float64
-    step: np.ndarray          # int64
-    grid_seed: np.ndarray     # uint64
-    episode: np.ndarray       # uint64
-    episode_seed: np.ndarray  # uint64
-    ep_return: np.ndarray     # float64
-    ep_oom: np.ndarray        # int64
-    ep_crit: np.ndarray       # int64
-    ep_overload: np.ndarray   # int64
-    ep_invalid: np.ndarray    # int64
-    ep_load_sum: np.ndarray   # float64
-    ep_spent: np.ndarray      # float64
-    last_stats: np.ndarray    # float64 (grids, NUM_STATS)
-    finished_sum: np.ndarray  # float64 (grids, NUM_STATS)
-    finished_count: np.ndarray  # int64 (grids,)
+# A gardener world's state (dense layout, REPLAY_NODE_FIELDS per node record) and, per grid,
+# the timeline it replays.
+ReplayState = namedtuple("ReplayState", WorldState._fields + ("trace",))
 
 
 def allocate_replay_state(num_grids: int, params) -> ReplayState:
     """Zeroed state; set `grid_seed` and `trace`, then call a `reset_grids*` before stepping."""
-    nodes = params.height * params.width
-    agents = params.agents_per_grid
-
-    def node_array(dtype=np.float32):
-        return np.zeros((num_grids, nodes), dtype=dtype)
-
-    return ReplayState(
-        cpu=node_array(), mem=node_array(), overlay=node_array(), leak=node_array(),
-        cap=node_array(), over=node_array(np.bool_),
-        agent_y=np.zeros((num_grids, agents), dtype=np.int64),
-        agent_x=np.zeros((num_grids, agents), dtype=np.int64),
-        trace=np.zeros(num_grids, dtype=np.int64),
-        budget=np.zeros(num_grids), step=np.zeros(num_grids, dtype=np.int64),
-        grid_seed=np.zeros(num_grids, dtype=np.uint64),
-        episode=np.zeros(num_grids, dtype=np.uint64),
-        episode_seed=np.zeros(num_grids, dtype=np.uint64),
-        ep_return=np.zeros(num_grids), ep_oom=np.zeros(num_grids, dtype=np.int64),
-        ep_crit=np.zeros(num_grids, dtype=np.int64),
-        ep_overload=np.zeros(num_grids, dtype=np.int64),
-        ep_invalid=np.zeros(num_grids, dtype=np.int64),
-        ep_load_sum=np.zeros(num_grids), ep_spent=np.zeros(num_grids),
-        last_stats=np.zeros((num_grids, NUM_STATS)),
-        finished_sum=np.zeros((num_grids, NUM_STATS)),
-        finished_count=np.zeros(num_grids, dtype=np.int64),
-    )
+    world = allocate_state(num_grids, params)
+    nodes = np.zeros((num_grids, params.height * params.width, REPLAY_NODE_FIELDS), dtype=np.int64)
+    return ReplayState(*world._replace(nodes=nodes), trace=np.zeros(num_grids, dtype=np.int64))
 
 
-def expected_overlay(params, rparams: ReplayParams, steps: int) -> float:
-    """The mean overlay (a fraction of a node's memory) of a node nobody cleans after `steps`
-    steps, before any OOM or overload: its expected start plus the expected leak (E[u^2] = 1/3)
-    times the sum of E(t) over the steps."""
-    if not rparams.leak_overlay:
-        return 0.0
-    start = 0.5 * (params.mem_init_min + params.mem_init_max) if rparams.overlay_init else 0.0
+def overlay_world(params, overlay_scale: float, overlay_init: bool = True):
+    """The world the trace is added to: `params` with every memory constant (start, leak rates,
+    restart level, overload jump) times `overlay_scale`, and the start 0 without `overlay_init`."""
+    start = overlay_scale if overlay_init else 0.0
+    restart_mem = overlay_scale * params.restart_mem
+    jump = overlay_scale * params.overload_mem_jump
+    return params._replace(
+        mem_init_min=start * params.mem_init_min, mem_init_max=start * params.mem_init_max,
+        leak_min=overlay_scale * params.leak_min, leak_max=overlay_scale * params.leak_max,
+        restart_mem=restart_mem, overload_mem_jump=jump,
+        restart_fx=int(to_fixed(restart_mem, ONE)), jump_fx=int(to_fixed(jump, ONE)))
+
+
+def trace_ratio(load, cap):
+    """A trace's load (units of one node's base capacity, float) as a fixed-point ratio of the
+    capacity `cap` (CAP_ONE units): one float quotient, rounded down once."""
+    return np.int64(load / (cap * CAP_UNIT) * ONE)
+
+
+trace_ratio_nb = njit(inline="always")(trace_ratio)
+
+
+def expected_overlay(params, steps: int) -> float:
+    """The mean overlay (a fraction of a node's memory) of a node of the overlay world `params`
+    that nobody cleans after `steps` steps, before any OOM or overload: its expected start plus
+    the expected leak rate (E[u^2] = 1/3) times the entropy integral G[steps]."""
+    start = 0.5 * (params.mem_init_min + params.mem_init_max)
     leak = params.leak_min + (params.leak_max - params.leak_min) / 3.0
-    entropy = steps + steps * (steps + 1) / (2.0 * params.red_queen_horizon)
-    return rparams.overlay_scale * (start + leak * entropy)
+    table = params.entropy_integral
+    return start + leak * table[min(steps, table.shape[0] - 1)] / G_ONE
 
 
 # ================================================================ NumPy reference
 
 
-def _uniform(seeds, step, node, stream):
-    seeds, step, node = np.broadcast_arrays(seeds, np.asarray(step, dtype=np.uint64),
-                                            np.asarray(node, dtype=np.uint64))
-    return unit_float(counter_hash(seeds, step, node, np.full(seeds.shape, stream)))
-
-
-def _sequential_sum(values):
-    return np.cumsum(values, axis=1)[:, -1]
-
-
-def _read_timeline(state, rparams, timelines, grids):
-    """Node loads of `grids` at their current step: requests from the timeline, usage noise."""
-    nodes = state.cpu.shape[1]
+def _add_trace_load_reference(state, rparams, timelines, grids):
+    """The trace's load of `grids` at their current step (see `_add_trace_load`)."""
+    nodes = state.nodes[grids]
     last = timelines.step_segment.shape[1] - 1
     t = state.step[grids]
     segment = timelines.step_segment[state.trace[grids], np.minimum(t, last)]
-    u = _uniform(state.episode_seed[grids][:, None], t[:, None],
-                 np.arange(nodes, dtype=np.uint64)[None, :], STREAM_USAGE)
-    state.cpu[grids] = timelines.cpu[segment].astype(f64) * (1.0 + rparams.usage_noise * (2.0 * u - 1.0))
-    state.mem[grids] = timelines.mem[segment]
-
-
-def observe_reference(state, params, timelines, observations, grids=None):
-    """Write the 30-value observation of every agent of `grids` (default all)."""
-    grids = np.arange(state.step.shape[0]) if grids is None else np.asarray(grids)
-    height, width, agents = params.height, params.width, params.agents_per_grid
-    prio_rows = timelines.prio[state.trace[grids]]
-    for a in range(agents):
-        rows = grids * agents + a
-        y, x = state.agent_y[grids, a], state.agent_x[grids, a]
-        k = 0
-        for dy in (-1, 0, 1):
-            for dx in (-1, 0, 1):
-                ny, nx = y + dy, x + dx
-                inside = (ny >= 0) & (ny < height) & (nx >= 0) & (nx < width)
-                i = np.where(inside, ny * width + nx, 0)
-                cap = state.cap[grids, i].astype(f64)
-                cpu = np.minimum(1.0, state.cpu[grids, i].astype(f64) / cap)
-                mem = np.minimum(1.0, (state.mem[grids, i].astype(f64)
-                                       + state.overlay[grids, i].astype(f64)) / cap)
-                prio = prio_rows[np.arange(grids.size), i]
-                for c, value in enumerate((cpu, mem, prio)):
-                    observations[rows, k + c] = np.where(inside, value, OUTSIDE)
-                k += NUM_CHANNELS
-        observations[rows, k] = y / (height - 1.0)
-        observations[rows, k + 1] = x / (width - 1.0)
-        observations[rows, k + 2] = state.budget[grids]
+    u = reference.uniform(state.episode_seed[grids][:, None], t[:, None],
+                          np.arange(nodes.shape[1], dtype=np.uint64)[None, :], STREAM_USAGE)
+    usage = timelines.cpu[segment].astype(f64) * (1.0 + rparams.usage_noise * (2.0 * u - 1.0))
+    cap = nodes[..., CAP]
+    nodes[..., CPU_BASE] = trace_ratio(usage, cap)
+    request = trace_ratio(timelines.mem[segment].astype(f64), cap)
+    nodes[..., MEM] += request - nodes[..., REQUEST]
+    nodes[..., REQUEST] = request
+    state.nodes[grids] = nodes
 
 
 def reset_grids_reference(state, params, rparams, timelines, observations, grids=None):
     """Start a new episode on `grids` (default all) of their traces and write their observations."""
     grids = np.arange(state.step.shape[0]) if grids is None else np.asarray(grids)
-    if grids.size == 0:
-        return
-    zero = np.zeros(grids.size, dtype=np.uint64)
-    seeds = counter_hash(state.grid_seed[grids], state.episode[grids], zero,
-                         np.full(grids.size, STREAM_EPISODE))
-    state.episode_seed[grids] = seeds
-    seed_col = seeds[:, None]
-    nodes = np.arange(params.height * params.width, dtype=np.uint64)[None, :]
-    if rparams.leak_overlay:
-        u = _uniform(seed_col, 0, nodes, STREAM_LEAK)
-        state.leak[grids] = rparams.overlay_scale * (
-            params.leak_min + (params.leak_max - params.leak_min) * (u * u))
-    else:
-        state.leak[grids] = 0.0
-    if rparams.leak_overlay and rparams.overlay_init:
-        u = _uniform(seed_col, 0, nodes, STREAM_MEM_INIT)
-        state.overlay[grids] = rparams.overlay_scale * (
-            params.mem_init_min + (params.mem_init_max - params.mem_init_min) * u)
-    else:
-        state.overlay[grids] = 0.0
-    state.cap[grids] = 1.0
-    agents = np.arange(params.agents_per_grid, dtype=np.uint64)[None, :]
-    state.agent_y[grids] = (_uniform(seed_col, 0, agents, STREAM_AGENT_Y) * params.height).astype(np.int64)
-    state.agent_x[grids] = (_uniform(seed_col, 0, agents, STREAM_AGENT_X) * params.width).astype(np.int64)
-    state.budget[grids] = params.budget_init
-    for counter in (state.step, state.ep_oom, state.ep_crit, state.ep_overload, state.ep_invalid,
-                    state.ep_return, state.ep_load_sum, state.ep_spent):
-        counter[grids] = 0
-    _read_timeline(state, rparams, timelines, grids)
-    state.over[grids] = state.cpu[grids].astype(f64) / state.cap[grids].astype(f64) >= 1.0
-    observe_reference(state, params, timelines, observations, grids)
-
-
-def _apply_actions(state, params, actions):
-    """Rule 1; returns the per-grid invalid-action count and cleaning waste."""
-    num_grids = state.step.shape[0]
-    grids = np.arange(num_grids)
-    height, width = params.height, params.width
-    invalid = np.zeros(num_grids, dtype=np.int64)
-    clean_waste = np.zeros(num_grids)
-    for a in range(params.agents_per_grid):
-        action = actions[grids * params.agents_per_grid + a].astype(np.int64)
-        out_of_range = (action < 0) | (action >= NUM_ACTIONS)
-        invalid += out_of_range
-        action = np.where(out_of_range, 0, action)
-        y, x = state.agent_y[:, a], state.agent_x[:, a]
-
-        cleaning = action == CLEAN
-        can_pay = state.budget >= params.clean_cost
-        invalid += cleaning & ~can_pay
-        cleaning &= can_pay
-        state.budget[cleaning] -= params.clean_cost
-        state.ep_spent[cleaning] += params.clean_cost
-        for dy in (-1, 0, 1):
-            for dx in (-1, 0, 1):
-                ny, nx = y + dy, x + dx
-                hit = cleaning & (ny >= 0) & (ny < height) & (nx >= 0) & (nx < width)
-                g, i = grids[hit], (ny * width + nx)[hit]
-                ratio = state.overlay[g, i].astype(f64) / state.cap[g, i].astype(f64)
-                clean_waste[g] += np.maximum(0.0, params.clean_useful_mem - ratio)
-                state.overlay[g, i] = 0.0
-
-        invalid += scale_nodes(state, params, a, action)
-        move_agents(state, params, a, action)
-    return invalid, clean_waste
+    reference.start_episodes(state, params, grids)
+    prio = timelines.prio[state.trace[grids]].astype(f64)
+    state.nodes[grids, :, PRIO] = to_fixed(prio, PRIO_ONE)
+    _add_trace_load_reference(state, rparams, timelines, grids)
+    reference.observe(state, params, observations, grids)
 
 
 def step_reference(state, params, rparams, timelines, actions, observations, rewards, terminals,
                    truncations, auto_reset=True):
     """One step of every grid; same contract and same bits as `step`."""
-    grids = np.arange(state.step.shape[0])
-    invalid, clean_waste = _apply_actions(state, params, actions)
-
-    # 2. Time advances: the overlay leaks, the loads come from the timeline.
+    record = state.nodes
+    record[..., MEM] -= record[..., REQUEST]  # the actions see the overlay alone
+    invalid, waste = reference.apply_actions(state, params, actions)
+    record[..., MEM] += record[..., REQUEST]
     state.step[:] += 1
-    if rparams.leak_overlay:
-        entropy = (1.0 + state.step / params.red_queen_horizon)[:, None]
-        state.overlay[:] = state.overlay.astype(f64) + state.leak.astype(f64) * entropy
-    _read_timeline(state, rparams, timelines, grids)
-
-    # 3. Overloads: the cpu ratio crosses 1.
-    cap = state.cap.astype(f64)
-    over = state.cpu.astype(f64) / cap >= 1.0
-    crossing = over & ~state.over
-    overloads = crossing.sum(axis=1)
-    if rparams.leak_overlay:
-        state.overlay[:] = np.where(crossing, state.overlay.astype(f64)
-                                    + params.overload_mem_jump * cap, state.overlay)
-    state.over[:] = over
-
-    # 4. OOMs: the pods restart, the overlay is cleared.
-    overlay = state.overlay.astype(f64)
-    oom = ((state.mem.astype(f64) + overlay) / cap >= 1.0) & (overlay > 0.0)
-    prio = timelines.prio[state.trace].astype(f64)
-    cost = np.where(oom, params.oom_penalty * (1.0 + params.crit_weight * prio), 0.0)
-    state.overlay[oom] = 0.0
-    ooms = oom.sum(axis=1)
-    crits = (oom & (prio >= params.crit_threshold)).sum(axis=1)
-    oom_cost = _sequential_sum(cost)
-    cpu = np.minimum(1.0, state.cpu.astype(f64) / cap)
-    mem = np.minimum(1.0, (state.mem.astype(f64) + state.overlay.astype(f64)) / cap)
-    mean_load = _sequential_sum(0.5 * (cpu + mem)) / (params.height * params.width)
-
-    # 5. The budget recovers slowly.
+    t = state.step
+    _add_trace_load_reference(state, rparams, timelines, np.arange(t.shape[0]))
+    overloads = reference.land_spikes(state, params, t)
+    ooms, crits, prio_sum, load = reference.restart_out_of_memory(state, params, t,
+                                                                  record[..., REQUEST])
     state.budget[:] = np.minimum(1.0, state.budget + params.budget_regen)
 
-    done = settle(state, params, ooms, crits, oom_cost, overloads, clean_waste, invalid, mean_load,
-                  timelines.horizon[state.trace], rewards, terminals, truncations)
-    observe_reference(state, params, timelines, observations)
+    done = reference.settle(state, params, ooms, crits, oom_cost(params, ooms, prio_sum),
+                            overloads, clean_waste(waste), invalid,
+                            mean_load(load, params.height * params.width),
+                            timelines.horizon[state.trace], rewards, terminals, truncations)
+    reference.observe(state, params, observations)
     if auto_reset:
         state.episode[done] += np.uint64(1)
         reset_grids_reference(state, params, rparams, timelines, observations, done)
@@ -320,187 +173,117 @@ def step_reference(state, params, rparams, timelines, actions, observations, rew
 
 
 @njit(inline="always")
-def _uniform_nb(seed, step, node, stream):
-    return unit_float_nb(counter_hash_nb(seed, np.uint64(step), np.uint64(node), stream))
-
-
-@njit(nogil=True, cache=True)
-def _read_timeline_grid(state, rparams, timelines, g):
-    last = timelines.step_segment.shape[1] - 1
+def _add_trace_load(state, rparams, timelines, g):
+    """The trace's load at grid g's step: CPU_BASE is the pods' CPU usage, REQUEST their
+    requested memory, both as ratios of the node's capacity; MEM holds REQUEST on the overlay."""
     t = state.step[g]
-    segment = timelines.step_segment[state.trace[g], min(t, last)]
+    nodes = state.nodes[g]
+    segment = timelines.step_segment[state.trace[g], min(t, timelines.step_segment.shape[1] - 1)]
     seed = state.episode_seed[g]
-    for i in range(state.cpu.shape[1]):
-        u = _uniform_nb(seed, t, i, STREAM_USAGE)
-        state.cpu[g, i] = np.float64(timelines.cpu[segment, i]) \
-            * (1.0 + rparams.usage_noise * (2.0 * u - 1.0))
-        state.mem[g, i] = timelines.mem[segment, i]
+    for i in range(nodes.shape[0]):
+        usage = np.float64(timelines.cpu[segment, i]) \
+            * (1.0 + rparams.usage_noise * (2.0 * uniform(seed, t, i, STREAM_USAGE) - 1.0))
+        cap = nodes[i, CAP]
+        nodes[i, CPU_BASE] = trace_ratio_nb(usage, cap)
+        request = trace_ratio_nb(np.float64(timelines.mem[segment, i]), cap)
+        nodes[i, MEM] += request - nodes[i, REQUEST]
+        nodes[i, REQUEST] = request
 
 
-@njit(nogil=True, cache=True)
-def _observe_grid(state, params, timelines, g, observations):
-    height, width = params.height, params.width
+@njit(inline="always")
+def _overlay_only(state, params, g, i, before):
+    """Around an action's change to node i: its requests out of MEM before, back after."""
+    if before:
+        state.nodes[g, i, MEM] -= state.nodes[g, i, REQUEST]
+    else:
+        state.nodes[g, i, MEM] += state.nodes[g, i, REQUEST]
+
+
+@njit(inline="always")
+def _requests(nodes, i):
+    """What an OOM keeps of a node's memory: its pods' requests."""
+    return nodes[i, REQUEST]
+
+
+@njit(inline="always")
+def _start_episode(state, params, rparams, timelines, g):
+    """The gardener's new episode on grid g, with its trace's priorities and load at step 0."""
+    start_episode(state, params, g)
+    nodes = state.nodes[g]
     trace = state.trace[g]
-    for a in range(params.agents_per_grid):
-        row = g * params.agents_per_grid + a
-        y, x = state.agent_y[g, a], state.agent_x[g, a]
-        k = 0
-        for dy in range(-1, 2):
-            for dx in range(-1, 2):
-                ny, nx = y + dy, x + dx
-                if 0 <= ny < height and 0 <= nx < width:
-                    i = ny * width + nx
-                    cap = np.float64(state.cap[g, i])
-                    observations[row, k] = min(1.0, np.float64(state.cpu[g, i]) / cap)
-                    observations[row, k + 1] = min(
-                        1.0, (np.float64(state.mem[g, i]) + np.float64(state.overlay[g, i])) / cap)
-                    observations[row, k + 2] = timelines.prio[trace, i]
-                else:
-                    observations[row, k] = OUTSIDE
-                    observations[row, k + 1] = OUTSIDE
-                    observations[row, k + 2] = OUTSIDE
-                k += NUM_CHANNELS
-        observations[row, k] = y / (height - 1.0)
-        observations[row, k + 1] = x / (width - 1.0)
-        observations[row, k + 2] = state.budget[g]
+    for i in range(nodes.shape[0]):
+        nodes[i, PRIO] = to_fixed_nb(np.float64(timelines.prio[trace, i]), PRIO_ONE)
+    _add_trace_load(state, rparams, timelines, g)
 
 
-@njit(nogil=True, cache=True)
-def _reset_grid(state, params, rparams, timelines, g):
-    seed = counter_hash_nb(state.grid_seed[g], state.episode[g], _U0, STREAM_EPISODE)
-    state.episode_seed[g] = seed
-    for i in range(params.height * params.width):
-        if rparams.leak_overlay:
-            u = _uniform_nb(seed, 0, i, STREAM_LEAK)
-            state.leak[g, i] = rparams.overlay_scale * (
-                params.leak_min + (params.leak_max - params.leak_min) * (u * u))
-        else:
-            state.leak[g, i] = 0.0
-        if rparams.leak_overlay and rparams.overlay_init:
-            u = _uniform_nb(seed, 0, i, STREAM_MEM_INIT)
-            state.overlay[g, i] = rparams.overlay_scale * (
-                params.mem_init_min + (params.mem_init_max - params.mem_init_min) * u)
-        else:
-            state.overlay[g, i] = 0.0
-        state.cap[g, i] = 1.0
-    start_agents_and_counters(state, params, g, seed)
-    _read_timeline_grid(state, rparams, timelines, g)
-    for i in range(params.height * params.width):
-        state.over[g, i] = np.float64(state.cpu[g, i]) / np.float64(state.cap[g, i]) >= 1.0
-
-
-@njit(nogil=True, cache=True)
+@njit(inline="always")
 def _step_grid(state, params, rparams, timelines, g, actions, observations, rewards, terminals,
                truncations, auto_reset):
-    height, width = params.height, params.width
-    nodes = height * width
-    invalid = 0
-    clean_waste = 0.0
-
-    # 1. Actions, agent by agent, paid from the shared budget.
-    for a in range(params.agents_per_grid):
-        action = actions[g * params.agents_per_grid + a]
-        if action < 0 or action >= NUM_ACTIONS:
-            invalid += 1
-        elif action == CLEAN:
-            if state.budget[g] >= params.clean_cost:
-                state.budget[g] -= params.clean_cost
-                state.ep_spent[g] += params.clean_cost
-                y, x = state.agent_y[g, a], state.agent_x[g, a]
-                for dy in range(-1, 2):
-                    for dx in range(-1, 2):
-                        ny, nx = y + dy, x + dx
-                        if 0 <= ny < height and 0 <= nx < width:
-                            i = ny * width + nx
-                            ratio = np.float64(state.overlay[g, i]) / np.float64(state.cap[g, i])
-                            clean_waste += max(0.0, params.clean_useful_mem - ratio)
-                            state.overlay[g, i] = 0.0
-            else:
-                invalid += 1
-        elif action == SCALE_HALF or action == SCALE_FULL:
-            invalid += scale_node(state, params, g, a, action)
-        else:
-            move_agent(state, params, g, a, action)
-
-    # 2. Time advances: the overlay leaks, the loads come from the timeline.
+    count = params.height * params.width
+    nodes = state.nodes[g]
+    table = params.entropy_integral
+    invalid, waste = apply_actions(state, params, g, actions, _overlay_only)
     t = state.step[g] + 1
     state.step[g] = t
-    if rparams.leak_overlay:
-        entropy = 1.0 + t / params.red_queen_horizon
-        for i in range(nodes):
-            state.overlay[g, i] = np.float64(state.overlay[g, i]) + np.float64(state.leak[g, i]) * entropy
-    _read_timeline_grid(state, rparams, timelines, g)
+    _add_trace_load(state, rparams, timelines, g)
+    overloads = land_spikes(params, table, nodes, state.episode_seed[g], t, count)
 
-    # 3-4. Overload crossings, OOMs (pods restart: overlay cleared), and the mean load.
-    trace = state.trace[g]
-    overloads = 0
-    ooms = 0
-    crits = 0
-    oom_cost = 0.0
-    load_sum = 0.0
-    for i in range(nodes):
-        cap = np.float64(state.cap[g, i])
-        over = np.float64(state.cpu[g, i]) / cap >= 1.0
-        if over and not state.over[g, i]:
-            overloads += 1
-            if rparams.leak_overlay:
-                state.overlay[g, i] = np.float64(state.overlay[g, i]) + params.overload_mem_jump * cap
-        state.over[g, i] = over
-    for i in range(nodes):
-        cap = np.float64(state.cap[g, i])
-        overlay = np.float64(state.overlay[g, i])
-        if (np.float64(state.mem[g, i]) + overlay) / cap >= 1.0 and overlay > 0.0:
-            prio = np.float64(timelines.prio[trace, i])
-            ooms += 1
-            if prio >= params.crit_threshold:
-                crits += 1
-            oom_cost += params.oom_penalty * (1.0 + params.crit_weight * prio)
-            state.overlay[g, i] = 0.0
-        cpu = min(1.0, np.float64(state.cpu[g, i]) / cap)
-        mem = min(1.0, (np.float64(state.mem[g, i]) + np.float64(state.overlay[g, i])) / cap)
-        load_sum += 0.5 * (cpu + mem)
-    mean_load = load_sum / nodes
-
-    # 5. The budget recovers slowly.
+    ooms, crits, prio_sum, load = restart_out_of_memory(params, table, nodes, t, count, _requests)
     state.budget[g] = min(1.0, state.budget[g] + params.budget_regen)
 
-    done = settle_grid(state, params, g, ooms, crits, oom_cost, overloads, clean_waste, invalid,
-                       mean_load, timelines.horizon[trace], rewards, terminals, truncations)
+    done = settle_grid(state, params, g, ooms, crits, oom_cost_nb(params, ooms, prio_sum),
+                       overloads, clean_waste_nb(waste), invalid, mean_load_nb(load, count),
+                       timelines.horizon[state.trace[g]], rewards, terminals, truncations)
     if done and auto_reset:
         state.episode[g] += np.uint64(1)
-        _reset_grid(state, params, rparams, timelines, g)
-    _observe_grid(state, params, timelines, g, observations)
+        _start_episode(state, params, rparams, timelines, g)
+    observe_grid(state, params, g, observations)
+
+
+@njit(nogil=True, cache=True, _nrt=False)
+def _reset_range(state, params, rparams, timelines, first, last, observations):
+    for g in range(first, last):
+        _start_episode(state, params, rparams, timelines, g)
+        observe_grid(state, params, g, observations)
+
+
+@njit(nogil=True, cache=True, _nrt=False)
+def _step_range(state, params, rparams, timelines, first, last, actions, observations, rewards,
+                terminals, truncations, auto_reset):
+    for g in range(first, last):
+        _step_grid(state, params, rparams, timelines, g, actions, observations, rewards,
+                   terminals, truncations, auto_reset)
 
 
 def _reset_grids(state, params, rparams, timelines, observations):
-    for g in prange(state.step.shape[0]):
-        _reset_grid(state, params, rparams, timelines, g)
-        _observe_grid(state, params, timelines, g, observations)
+    grids = state.step.shape[0]
+    for chunk in prange((grids + CHUNK - 1) // CHUNK):
+        _reset_range(state, params, rparams, timelines, chunk * CHUNK,
+                     min(grids, (chunk + 1) * CHUNK), observations)
 
 
 def _step(state, params, rparams, timelines, actions, observations, rewards, terminals,
           truncations, auto_reset):
-    for g in prange(state.step.shape[0]):
-        _step_grid(state, params, rparams, timelines, g, actions, observations, rewards,
-                   terminals, truncations, auto_reset)
+    grids = state.step.shape[0]
+    for chunk in prange((grids + CHUNK - 1) // CHUNK):
+        _step_range(state, params, rparams, timelines, chunk * CHUNK,
+                    min(grids, (chunk + 1) * CHUNK), actions, observations, rewards, terminals,
+                    truncations, auto_reset)
 
 
-def _reset_grids_one_thread(state, params, rparams, timelines, observations):
-    for g in range(state.step.shape[0]):
-        _reset_grid(state, params, rparams, timelines, g)
-        _observe_grid(state, params, timelines, g, observations)
-
-
-def _step_one_thread(state, params, rparams, timelines, actions, observations, rewards, terminals,
-                     truncations, auto_reset):
-    for g in range(state.step.shape[0]):
-        _step_grid(state, params, rparams, timelines, g, actions, observations, rewards,
-                   terminals, truncations, auto_reset)
-
-
-# Many grids: one thread per chunk of grids. One grid (the Gymnasium env): no thread start-up.
-# Separate Python functions (Numba's on-disk cache is keyed by the function; see kernels.fast).
+# Many grids: one thread per chunk of grids (`kernels.dense.CHUNK`). One grid (the Gymnasium
+# env): the range itself, no thread start-up.
 reset_grids = njit(parallel=True, nogil=True, cache=True)(_reset_grids)
 step = njit(parallel=True, nogil=True, cache=True)(_step)
-reset_grids_serial = njit(nogil=True, cache=True)(_reset_grids_one_thread)
-step_serial = njit(nogil=True, cache=True)(_step_one_thread)
+
+
+@njit(nogil=True, cache=True)
+def reset_grids_serial(state, params, rparams, timelines, observations):
+    _reset_range(state, params, rparams, timelines, 0, state.step.shape[0], observations)
+
+
+@njit(nogil=True, cache=True)
+def step_serial(state, params, rparams, timelines, actions, observations, rewards, terminals,
+                truncations, auto_reset):
+    _step_range(state, params, rparams, timelines, 0, state.step.shape[0], actions,
+                observations, rewards, terminals, truncations, auto_reset)

@@ -18,7 +18,7 @@ from kernels.fixed import (
 )
 from kernels.rng import (
     STREAM_BASE_LOAD, STREAM_CRITICAL, STREAM_EPISODE, STREAM_LEAK, STREAM_MEM_INIT,
-    STREAM_PRIO, STREAM_SPIKE_NODE, STREAM_SPIKE_SIZE, counter_hash_nb,
+    STREAM_PRIO, STREAM_SPIKE_COUNT, STREAM_SPIKE_NODE, STREAM_SPIKE_SIZE, counter_hash_nb,
 )
 from kernels.world import NUM_CHANNELS, OBS_BUDGET, OBS_X, OBS_Y, OUTSIDE, SCALE_HALF
 
@@ -133,12 +133,52 @@ def land_spike(params, table, nodes, i, t, size):
 
 
 @njit(inline="always")
+def land_spikes(params, table, nodes, seed, t, count):
+    """Step t's spikes: a seeded number of them land on seeded nodes. Returns the overloads."""
+    overloads = 0
+    spikes = int(params.spike_rate * count + uniform(seed, t, 0, STREAM_SPIKE_COUNT))
+    for j in range(spikes):
+        i, size = draw_spike(params, seed, t, j, count)
+        overloads += land_spike(params, table, nodes, i, t, size)
+    return overloads
+
+
+@njit(inline="always")
 def restart_node(params, nodes, i, t):
     """An OOM restart: memory at restart_mem, spikes cleared."""
     nodes[i, MEM] = params.restart_fx
     nodes[i, MEM_T] = t
     nodes[i, SPIKE] = 0
     nodes[i, SPIKE_T] = t
+
+
+@njit(inline="always")
+def no_floor(nodes, i):
+    return 0
+
+
+@njit(inline="always")
+def restart_out_of_memory(params, table, nodes, t, count, floor):
+    """Rule 4, then the load: a node whose memory reaches ONE restarts (`restart_node`), unless
+    it is no more than `floor(nodes, i)`, memory that does not leak (the trace replay's requests;
+    `no_floor` for the gardener), which the restart keeps. Returns the OOMs, the critical ones,
+    the sum of their priorities and the sum over nodes of the clipped cpu and memory ratios."""
+    ooms = 0
+    crits = 0
+    prio_sum = 0
+    load = 0
+    for i in range(count):
+        mem = mem_now(table, nodes, i, t)
+        kept = floor(nodes, i)
+        if mem >= ONE and mem > kept:
+            ooms += 1
+            crits += nodes[i, PRIO] >= params.crit_fx
+            prio_sum += nodes[i, PRIO]
+            restart_node(params, nodes, i, t)
+            nodes[i, MEM] += kept
+            mem = nodes[i, MEM]
+        load += cpu_now(nodes, i, t) + min(ONE, mem)
+    return ooms, crits, prio_sum, load
 
 
 @njit(inline="always")

@@ -23,11 +23,9 @@ CRITICAL = (40, 120, 255)  # blue, likewise
 
 
 def _ratios(state, params, grid: int):
-    """The cpu, mem and prio channels of `grid` as (height, width) maps: a world's from its node
-    records, a view's (the trace replay's) as it holds them."""
+    """The cpu, mem and prio channels of `grid` as (height, width) maps, from its node records."""
     shape = (params.height, params.width)
-    channels = state.channels if hasattr(state, "channels") else node_ratios(state, params, grid)
-    return tuple(channel.reshape(shape) for channel in channels)
+    return tuple(channel.reshape(shape) for channel in node_ratios(state, params, grid))
 
 
 def _critical(prio, params):

@@ -71,7 +71,7 @@ def _replay_one(path: Path, label: str, makers, episodes: int, seed: int, env_co
     params = world_params(env_config)
     summary = timeline.summary(float(env_config["crit_threshold"]))
     summary["overlay_scale"] = settings.overlay_scale
-    summary["overlay_mem_end"] = expected_overlay(params, settings.kernel_params(), timeline.horizon)
+    summary["overlay_mem_end"] = expected_overlay(settings.overlay_world(params), timeline.horizon)
     stats = [play_replay_episodes(make, episodes, seed, timeline, env_config, settings)
              for make in makers]
     return summary, stats

@@ -14,9 +14,12 @@ import pufferlib.vector
 import pytest
 from gymnasium.utils.env_checker import check_env
 
+from kernels import reference
 from kernels import replay as kernel
+from kernels.fixed import CAP, CAP_ONE, FRACTION_ONE, MEM, ONE, RATIO_UNIT, mul_div, to_fixed
 from kernels.world import (
     CLEAN, EPISODE_STATS, NOOP, OBS_BUDGET, OBS_SIZE, OBS_X, OBS_Y, SCALE_FULL, grid_seeds,
+    node_ratios,
 )
 from puffer_cluster.config import ConfigError, load_config, parse_duration
 from puffer_cluster.env import InvalidActionError, world_params
@@ -53,8 +56,9 @@ QUIET = dict(
     crit_threshold=0.75, cap_max=3.0, clean_useful_mem=0.5, clean_cost=0.125, scale_cost=0.5,
     budget_init=1.0, budget_regen=0.0, health_bonus=0.0, oom_penalty=1.0, crit_weight=2.0,
     overload_penalty=0.25, clean_waste_penalty=0.5, invalid_penalty=0.0625,
-    collapse_penalty=10.0, crit_limit=1000, oom_limit=1.0,
+    collapse_penalty=10.0, crit_limit=1000, oom_limit=1.0, spike_rate=0.0,
 )
+QUIET_RESTART_MEM = 0.30  # [env] restart_mem, the overlay's restart level at overlay_scale 1
 # Fast leaks, short episodes: OOMs, collapses, truncations and auto-resets within 200 steps.
 HARSH = dict(
     height=4, width=5, max_steps=60, mem_init_min=0.1, mem_init_max=0.6, leak_min=0.004,
@@ -449,41 +453,48 @@ def place(env, y, x):
     env.state.agent_y[0, 0], env.state.agent_x[0, 0] = y, x
 
 
+def overlay(env):
+    """The overlay of grid 0's nodes now (fixed-point ratios): their memory less the requests."""
+    record = env.state.nodes[0]
+    return reference.mem_now(env.params, record, env.state.step[0]) - record[:, kernel.REQUEST]
+
+
 def test_observation_layout_and_bounds():
     env = quiet_env()
     place(env, 0, 1)
     obs, *_ = env.step([NOOP])
     obs = obs[0]
-    s, width = env.state, env.params.width
+    width = env.params.width
+    cpu, mem, prio = node_ratios(env.state, env.params, 0)
     assert obs.shape == (OBS_SIZE,) and obs.dtype == np.float32
     assert (obs >= -1).all() and (obs <= 1).all() and np.isfinite(obs).all()
     assert (obs[:9] == -1).all()  # the row above the grid
     for k, (dy, dx) in enumerate([(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]):
         i = dy * width + dx
         base = (3 + k) * 3
-        cap = np.float64(s.cap[0, i])
-        assert obs[base] == np.float32(min(1.0, s.cpu[0, i] / cap))
-        assert obs[base + 1] == np.float32(min(1.0, (np.float64(s.mem[0, i]) + s.overlay[0, i]) / cap))
-        assert obs[base + 2] == env.kernel_timelines.prio[0, i]
-    assert obs[base] == np.float32(0.5)  # 500m on a 1-CPU node, no usage noise
+        assert obs[base] == np.float32(cpu[i]) and obs[base + 1] == np.float32(mem[i])
+        assert obs[base + 2] == np.float32(prio[i]) == env.kernel_timelines.prio[0, i]
+    assert obs[base] == np.float32(0.5)  # 500m on a 1-CPU node, no usage noise, no spikes
     assert obs[OBS_Y] == 0.0 and obs[OBS_X] == np.float32(1 / 3) and obs[OBS_BUDGET] == 1.0
 
 
-def test_clean_clears_the_leak_overlay_of_the_3x3_nodes():
+def test_clean_restarts_the_pods_of_the_3x3_nodes_and_keeps_their_requests():
     env = quiet_env()
     place(env, 1, 1)
-    before = env.state.overlay[0].copy()
+    before = overlay(env)
     assert (before > 0).all()
     obs, rewards, *_ = env.step([CLEAN])
-    overlay = env.state.overlay[0].reshape(4, 4)
-    assert (overlay[:3, :3] == 0).all()
-    np.testing.assert_array_equal(overlay[3, :], before.reshape(4, 4)[3, :])
-    # The memory seen is then the requests alone: 400Mi of 1 GiB.
-    assert obs[0, 3 * 4 + 1] == np.float32(400 / 1024)
+    after, before = overlay(env).reshape(4, 4), before.reshape(4, 4)
+    # The gardener's CLEAN on the overlay: it keeps 1 - clean_fraction of it.
+    np.testing.assert_array_equal(after[:3, :3],
+                                  mul_div(before[:3, :3], env.params.keep_fx, FRACTION_ONE))
+    np.testing.assert_array_equal(after[3, :], before[3, :])
+    # The memory seen is the requests (400Mi of 1 GiB) plus what is left of the overlay.
+    assert obs[0, 3 * 4 + 1] == np.float32(400 / 1024 + after[1, 1] * RATIO_UNIT)
     assert env.state.budget[0] == 1.0 - QUIET["clean_cost"]
     # Cleaning nodes whose overlay was below clean_useful_mem is waste, penalised.
-    waste = np.maximum(0.0, 0.5 - before.reshape(4, 4)[:3, :3].astype(np.float64)).sum()
-    assert rewards[0] == np.float32(-0.5 * waste)
+    waste = np.maximum(0, env.params.useful_fx - before[:3, :3]).sum()
+    assert rewards[0] == np.float32(-0.5 * (waste * RATIO_UNIT))
 
 
 def test_scale_lowers_the_ratios_of_the_node():
@@ -493,7 +504,7 @@ def test_scale_lowers_the_ratios_of_the_node():
     obs, *_ = env.step([NOOP])
     cpu, mem = obs[0, center], obs[0, center + 1]
     obs, *_ = env.step([SCALE_FULL])
-    assert env.state.cap[0, 2 * 4 + 2] == 2.0
+    assert env.state.nodes[0, 2 * 4 + 2, CAP] == 2 * CAP_ONE
     assert obs[0, center] == np.float32(cpu / 2)
     assert obs[0, center + 1] == pytest.approx(mem / 2, rel=1e-6)
     assert env.state.budget[0] == 1.0 - QUIET["scale_cost"]
@@ -505,25 +516,35 @@ def test_oom_restarts_the_pods_and_is_counted_by_priority():
     env = quiet_env(trace, leak_min=0.01, leak_max=0.01)
     prio = env.kernel_timelines.prio[0]
     assert prio[0] == 1.0 and prio[1] == 0.5
-    env.state.overlay[0, :] = 0.0
-    env.state.overlay[0, 0] = 0.6    # 400Mi + 0.6 + the leak reaches the capacity
-    env.state.overlay[0, 1] = 0.605
+    record = env.state.nodes[0]
+    record[:, MEM] = record[:, kernel.REQUEST]  # no overlay, then 400Mi + 0.6 + the leak >= 1
+    record[0, MEM] += to_fixed(0.6, ONE)
+    record[1, MEM] += to_fixed(0.605, ONE)
     _, rewards, terminals, _, _ = env.step([NOOP])
     s = env.state
     assert s.ep_oom[0] == 2 and s.ep_crit[0] == 1
-    assert s.overlay[0, 0] == 0.0 and s.overlay[0, 1] == 0.0
+    # The pods restart: the overlay at the gardener's restart level, the requests stay.
+    assert env.params.restart_fx == to_fixed(QUIET_RESTART_MEM, ONE)
+    np.testing.assert_array_equal(overlay(env)[:2], env.params.restart_fx)
     assert rewards[0] == np.float32(-(1.0 * (1 + 2.0 * 1.0) + 1.0 * (1 + 2.0 * 0.5)))
     assert not terminals[0]
 
 
-def test_overload_is_a_crossing_of_full_cpu_counted_once():
-    trace = make_trace((0, [deployment("small", cpu="100m")], []),
-                       (5, [deployment("full", cpu="1")], []))
-    env = quiet_env(trace)
-    for _ in range(12):
+def test_a_spike_on_the_traces_cpu_load_is_an_overload():
+    # Node 0 runs 900m of a 1-CPU node; one spike of 0.2 lands per step and is gone the next.
+    trace = make_trace((0, [deployment("hot", cpu="900m", memory="100Mi")], []))
+    env = quiet_env(trace, spike_rate=1 / 16, spike_min=0.2, spike_max=0.2, spike_fade=0.2,
+                    overload_mem_jump=0.02)
+    jumps = 0
+    for _ in range(64):
+        before = overlay(env)[0]
         env.step([NOOP])
-    assert env.state.ep_overload[0] == 1
-    assert env.state.over[0, 1] and env.state.cpu[0, 1] == 1.0
+        cpu, _, _ = node_ratios(env.state, env.params, 0)
+        if cpu[0] == 1.0:  # a spike landed on node 0: 0.9 + 0.2
+            jumps += 1
+            assert overlay(env)[0] == before + env.params.jump_fx
+        assert (cpu[1:] <= 0.2).all()
+    assert 0 < jumps == env.state.ep_overload[0]
 
 
 def test_episode_ends_at_the_horizon_with_statistics():
@@ -542,17 +563,21 @@ def test_usage_noise_stays_around_the_request_and_is_seeded():
     for _ in range(2):
         env = quiet_env(settings=settings)
         env.step([NOOP])
-        cpus.append(env.state.cpu[0].copy())
+        cpus.append(node_ratios(env.state, env.params, 0)[0])
     np.testing.assert_array_equal(cpus[0], cpus[1])
     assert ((cpus[0] >= 0.4) & (cpus[0] <= 0.6)).all() and len(set(cpus[0].tolist())) > 1
 
 
-def test_without_the_leak_overlay_memory_is_the_requests():
+def test_without_the_leak_overlay_memory_is_the_requests_which_never_run_out():
+    trace = make_trace((0, [deployment("web", replicas=15, cpu="500m", memory="400Mi"),
+                            deployment("full", cpu="100m", memory="1Gi")], []))
     settings = ReplaySettings(cluster="fixed", node_cpu=1.0, node_memory_gib=1.0, leak_overlay=False)
-    env = quiet_env(settings=settings, leak_min=0.01, leak_max=0.02)
+    env = quiet_env(trace, settings=settings, leak_min=0.01, leak_max=0.02)
     for _ in range(50):
         env.step([NOOP])
-    assert (env.state.overlay == 0).all() and env.state.ep_oom[0] == 0
+    _, mem, _ = node_ratios(env.state, env.params, 0)
+    assert sorted(set(mem.tolist())) == [400 / 1024, 1.0]  # a node full of requests
+    assert (overlay(env) == 0).all() and env.state.ep_oom[0] == 0
 
 
 # --- front doors --------------------------------------------------------------------------------

@@ -19,8 +19,9 @@ modules, in reading order:
 - `mixed`: training on replays, `MixedVectorEnv` (replayed traces and gardener worlds in one
   batch) and the `replay` registry entry's factories.
 
-Units: the timeline holds requested CPU and memory per node in units of one node's capacity. The dynamics (leak overlay, usage noise, CLEAN,
-SCALE, OOMs, overloads, reward) are in `kernels.replay`.
+Units: the timeline holds requested CPU and memory per node in units of one node's capacity.
+The dynamics (the trace's load added to a World v2 gardener world: usage noise, the leak
+overlay, spikes, CLEAN, SCALE, OOMs, reward) are in `kernels.replay`.
 """
 from puffer_cluster import REPLAY_GYM_ID as GYM_ID  # registered by the package
 from puffer_cluster.replay.cron import CronSchedule

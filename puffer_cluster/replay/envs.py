@@ -18,36 +18,22 @@ from puffer_cluster.replay.settings import ReplaySettings, replay_settings
 from puffer_cluster.replay.timeline import stack_timelines
 
 
-class _RenderView:
-    """The attributes `puffer_cluster.render` reads, for one replayed grid."""
-
-    def __init__(self, env, grid: int):
-        s, tl = env.state, env.kernel_timelines
-        cap = s.cap[grid].astype(np.float64)
-        self.channels = (np.minimum(1.0, s.cpu[grid] / cap),
-                         np.minimum(1.0, (s.mem[grid] + s.overlay[grid]) / cap),
-                         tl.prio[s.trace[grid]])
-        for name in ("agent_y", "agent_x", "step", "budget", "ep_oom", "ep_crit", "ep_overload",
-                     "ep_return"):
-            setattr(self, name, getattr(s, name)[grid:grid + 1])
-
-
 def _render(env, grid: int, mode: str | None):
-    view = _RenderView(env, grid)
     params = env.params._replace(max_steps=int(env.kernel_timelines.horizon[env.state.trace[grid]]))
     if mode == "rgb_array":
-        return render_rgb(view, params, 0, getattr(env, "last_action", None))
-    return render_ansi(view, params, 0)
+        return render_rgb(env.state, params, grid, getattr(env, "last_action", None))
+    return render_ansi(env.state, params, grid)
 
 
 def _replay_setup(self, traces, replay, env_config):
-    self.params = world_params(env_config)
+    params = world_params(env_config)
     self.settings = replay_settings(replay)
     self.replay_params = self.settings.kernel_params()
-    self.timelines = load_timelines(traces, self.params, self.settings)
+    self.timelines = load_timelines(traces, params, self.settings)
     self.kernel_timelines = stack_timelines(self.timelines)
-    # The cluster is the timelines' grid (the [env] grid, or smaller when sized to the traces).
-    self.params = self.params._replace(height=self.timelines[0].height, width=self.timelines[0].width)
+    # The overlay world on the timelines' grid (the [env] grid, or smaller when sized to the traces).
+    self.params = self.settings.overlay_world(params)._replace(
+        height=self.timelines[0].height, width=self.timelines[0].width)
 
 
 class TraceReplayEnv(KernelVectorEnv):

@@ -86,8 +86,12 @@ class ReplaySettings:
         return int(round(self.node_memory_gib * GIB))
 
     def kernel_params(self) -> kernel.ReplayParams:
-        return kernel.ReplayParams(float(self.usage_noise), bool(self.leak_overlay),
-                                   bool(self.overlay_init), float(self.overlay_scale))
+        return kernel.ReplayParams(float(self.usage_noise))
+
+    def overlay_world(self, params):
+        """The gardener world the trace's load is added to (`kernels.replay.overlay_world`)."""
+        scale = float(self.overlay_scale) if self.leak_overlay else 0.0
+        return kernel.overlay_world(params, scale, bool(self.overlay_init))
 
 
 def replay_settings(config: dict | ReplaySettings | None = None, **overrides) -> ReplaySettings:
