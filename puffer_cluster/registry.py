@@ -96,8 +96,7 @@ GARDENER = EnvSpec(
     teacher="heuristic", privileged_critic=True)
 
 # Trains on a mix of replayed traces and gardener worlds; evaluates on replays only (the eval
-# table on the training traces, the held-out curve on traces generated from eval_seed). The
-# replay has no privileged-critic features: the critic reads the plain observation.
+# table on the training traces, the held-out curve on traces generated from eval_seed).
 REPLAY = EnvSpec(
     name="replay", make_vecenv=mixed.make_replay_vecenv, episode_env=mixed.episode_env,
     obs_size=world.OBS_SIZE, num_actions=world.NUM_ACTIONS, action_names=world.ACTION_NAMES,
@@ -105,7 +104,8 @@ REPLAY = EnvSpec(
     episode_stats=world.EPISODE_STATS, summarize=summarize, format_table=format_gardener_table,
     gym_id=REPLAY_GYM_ID, gym_env=TraceReplayGymEnv, check_config=mixed.check_replay_config,
     agents_per_env=lambda config: config["env"]["agents_per_grid"],
-    curve_statistic=("environment/oom_rate", "OOM per 100 steps"), teacher="heuristic")
+    curve_statistic=("environment/oom_rate", "OOM per 100 steps"), teacher="heuristic",
+    privileged_critic=True)
 
 SIMARENA = EnvSpec(
     name="simarena", make_vecenv=simarena.make_simarena_vecenv, episode_env=simarena.episode_env,

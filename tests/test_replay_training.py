@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from kernels.world import grid_seeds
+from kernels.critic import NUM_CRITIC_FEATURES
+from kernels.world import OBS_SIZE, grid_seeds
 from puffer_cluster.config import ConfigError, load_config
 from puffer_cluster.env import GardenerEnv
 from puffer_cluster.replay import TraceReplayEnv
@@ -27,9 +28,9 @@ def replay_config(tmp_path=None, *overrides):
         *overrides])
 
 
-def mixed_env(config, seed=3):
+def mixed_env(config, seed=3, critic_features=False):
     return MixedVectorEnv(training_timelines(config), num_envs=8, train_fraction=0.75,
-                          log_interval=8, seed=seed, max_steps=24)
+                          log_interval=8, seed=seed, max_steps=24, critic_features=critic_features)
 
 
 def play(env, actions):
@@ -43,7 +44,7 @@ ACTIONS = np.random.default_rng(0).integers(0, 8, size=(60, 8)).astype(np.int32)
 
 def test_the_mix_holds_both_parts_each_in_its_slice_seeded_as_one_batch():
     config = replay_config()
-    env = mixed_env(config)
+    env = mixed_env(config, critic_features=True)
     replay, world = env.parts
     assert isinstance(replay, TraceReplayEnv) and isinstance(world, GardenerEnv)
     assert (replay.num_grids, world.num_grids) == (6, 2)
@@ -52,15 +53,18 @@ def test_the_mix_holds_both_parts_each_in_its_slice_seeded_as_one_batch():
     seeds = grid_seeds(3, 0, 8)
     np.testing.assert_array_equal(replay.state.grid_seed, seeds[:6])
     np.testing.assert_array_equal(world.state.grid_seed, seeds[6:])
-    # The replayed part plays as a TraceReplayEnv of its own does (same grids, same seeds).
+    # The replayed part plays as a TraceReplayEnv of its own does (same grids, same seeds), and
+    # both parts append the privileged critic's features (the first is the episode clock).
     alone = TraceReplayEnv(training_timelines(config), num_envs=6, seed=3, max_steps=24)
     alone.reset()
     for step in range(30):
         obs, rewards = (np.copy(x) for x in env.step(ACTIONS[step])[:2])
         alone_obs, alone_rewards = alone.step(ACTIONS[step, :6])[:2]
-        np.testing.assert_array_equal(obs[:6], alone_obs)
+        np.testing.assert_array_equal(obs[:6, :OBS_SIZE], alone_obs)
         np.testing.assert_array_equal(rewards[:6], alone_rewards)
-    assert np.any(obs[6:] != obs[:2])  # the worlds are not replays
+    assert obs.shape == (8, OBS_SIZE + NUM_CRITIC_FEATURES)
+    np.testing.assert_allclose(obs[:, OBS_SIZE], 6 / 24)  # 30 steps: 6 into the second episode
+    assert np.any(obs[:, OBS_SIZE + 1:] > 0)
 
 
 def test_same_seeds_same_bits_and_another_seed_differs():
@@ -114,7 +118,8 @@ def test_the_registry_entry_trains_evaluates_on_held_out_replays_and_resumes_exa
     train(config, resume=str(tmp_path / "split" / "latest.pt"), quiet=True)
     a, b = (load_checkpoint(d / "latest.pt", require_training_state=True)
             for d in (full, tmp_path / "split"))
-    assert a["config"]["base"]["env_name"] == "replay" and a["critic_extra"] == 0
+    assert a["config"]["base"]["env_name"] == "replay"
+    assert a["critic_extra"] == NUM_CRITIC_FEATURES  # the default privileged critic
     for name in a["model"]:
         assert torch.equal(a["model"][name], b["model"][name]), name
     assert a["training"]["eval_history"] == b["training"]["eval_history"]

@@ -8,7 +8,8 @@ from pathlib import Path
 import gymnasium
 import pufferlib
 
-from kernels.world import NUM_ACTIONS
+from kernels.critic import NUM_CRITIC_FEATURES
+from kernels.world import NUM_ACTIONS, OBS_SIZE
 from puffer_cluster.config import ConfigError, world_config
 from puffer_cluster.env import GardenerEnv, as_action_array, observation_space, vectorize, world_params
 from puffer_cluster.replay.discovery import load_timelines
@@ -24,13 +25,14 @@ class MixedVectorEnv(pufferlib.PufferEnv):
     `round(train_fraction * num_envs)` replay `traces` (a `TraceReplayEnv`: grid g plays trace
     g mod their number), the others are gardener worlds (a `GardenerEnv`) on the replays' grid.
     Each part writes its slice of this env's buffers; grid g has the seeds of grid g of
-    `GardenerEnv(seed=seed)`, whichever part holds it. `traces`, `replay` and the `[env]` keys
-    as in `TraceReplayEnv`; every `log_interval` steps the infos hold each part's mean episode
-    statistics (with their episode counts `n`)."""
+    `GardenerEnv(seed=seed)`, whichever part holds it. `traces`, `replay`, `critic_features`
+    and the `[env]` keys as in `TraceReplayEnv`; every `log_interval` steps the infos hold each
+    part's mean episode statistics (with their episode counts `n`)."""
 
     def __init__(self, traces, num_envs: int, train_fraction: float, log_interval: int | None = None,
                  render_mode: str | None = "ansi", buf=None, seed: int = 0,
-                 replay: dict | ReplaySettings | None = None, **env_config):
+                 replay: dict | ReplaySettings | None = None, critic_features: bool = False,
+                 **env_config):
         if num_envs < 1:
             raise ConfigError(f"num_envs = {num_envs} must be at least 1")
         if not 0.0 <= train_fraction <= 1.0:
@@ -40,13 +42,15 @@ class MixedVectorEnv(pufferlib.PufferEnv):
         replay_grids = int(round(train_fraction * num_envs))
         agents = params.agents_per_grid
         self.num_agents = num_envs * agents
-        self.single_observation_space = observation_space()
+        self.critic_features = NUM_CRITIC_FEATURES if critic_features else 0
+        self.single_observation_space = observation_space(OBS_SIZE + self.critic_features)
         self.single_action_space = gymnasium.spaces.Discrete(NUM_ACTIONS)
         self.render_mode = render_mode
         super().__init__(buf)
         self.seed = seed
         split = replay_grids * agents
-        common = dict(log_interval=log_interval, render_mode=render_mode, seed=seed)
+        common = dict(log_interval=log_interval, render_mode=render_mode, seed=seed,
+                      critic_features=critic_features)
         self.parts, self.bounds = [], []
         if replay_grids:
             self._add(TraceReplayEnv(timelines, num_envs=replay_grids, replay=settings,
@@ -144,12 +148,13 @@ def check_replay_config(config: dict) -> None:
 
 
 def make_replay_vecenv(config: dict):
-    """The trainer's env for `[base] env_name = replay`: the mix (`[env]`, `[replay]`; `[vec]` as
-    for the gardener). The timelines are compiled once, here."""
+    """The trainer's env for `[base] env_name = replay`: the mix (`[env]`, `[replay]`; `[vec]` and
+    `[policy] critic = privileged` as for the gardener). The timelines are compiled once, here."""
     settings = replay_settings(config)
     env_kwargs = dict(traces=training_timelines(config), num_envs=config["env"]["num_envs"],
                       train_fraction=settings.train_fraction,
                       log_interval=config["env"]["log_interval"], replay=settings,
+                      critic_features=config["policy"]["critic"] == "privileged",
                       **world_config(config))
     return vectorize(MixedVectorEnv, env_kwargs, config["vec"])
 
