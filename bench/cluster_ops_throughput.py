@@ -22,8 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kernels import cluster_ops as kernel  # noqa: E402
-from kernels import cluster_ops_reference as reference  # noqa: E402
+from puffer_cluster.kernels import cluster_ops as kernel  # noqa: E402
+from puffer_cluster.kernels import cluster_ops_reference as reference  # noqa: E402
 from puffer_cluster.cluster_ops import ClusterOpsEnv, ClusterOpsGymEnv  # noqa: E402
 from puffer_cluster.cluster_ops.policies import random_actions  # noqa: E402
 

@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kernels import simarena as kernel  # noqa: E402
+from puffer_cluster.kernels import simarena as kernel  # noqa: E402
 from puffer_cluster.simarena import (  # noqa: E402
     SimArenaEnv, SimArenaGymEnv, load_scenarios, random_actions, simarena_settings,
 )

@@ -26,9 +26,9 @@ import numba
 import numpy as np
 import pufferlib.vector
 
-from kernels import event, reference
-from kernels.policies import random_actions
-from kernels.world import OBS_SIZE, allocate_state, grid_seeds, state_bytes_per_grid
+from puffer_cluster.kernels import event, reference
+from puffer_cluster.kernels.policies import random_actions
+from puffer_cluster.kernels.world import OBS_SIZE, allocate_state, grid_seeds, state_bytes_per_grid
 from puffer_cluster.env import GardenerEnv, GardenerGymEnv, world_params
 
 GRID_SIZES = (8, 16, 32, 64, 128)
@@ -468,8 +468,8 @@ def measure_ours(grids: int, threads: int, teacher: str, plan: TrainPlan) -> dic
     import tempfile
 
     from puffer_cluster.registry import get_env_spec
-    from trainers import ppo
-    from trainers.models import make_policy
+    from puffer_cluster.trainers import ppo
+    from puffer_cluster.trainers.models import make_policy
     config = training_config(grids, threads, teacher, plan.max_iterations)
     spec = get_env_spec(config["base"]["env_name"])
     set_threads(threads)
@@ -498,7 +498,7 @@ def pufferl_child(spec_text: str) -> None:
         print(json.dumps(result), file=out, flush=True)
 
     from puffer_cluster.config import ConfigError
-    from trainers.pufferl import (
+    from puffer_cluster.trainers.pufferl import (
         PuffeRLPolicy, PuffeRLSettings, import_pufferl, make_puffer_vecenv, new_puffer_rl,
         puffer_train_config, pufferl_run_config,
     )
@@ -516,7 +516,7 @@ def pufferl_child(spec_text: str) -> None:
         return reply(skipped="no compiled kernel torch.ops.pufferlib.compute_puff_advantage: "
                              f"{error}")
     from puffer_cluster.config import settings_from
-    from trainers.models import make_policy
+    from puffer_cluster.trainers.models import make_policy
 
     # The config `train --train.trainer pufferl` runs: the same network and observation as ours.
     config = pufferl_run_config(training_config(spec["grids"], spec["threads"], "none",

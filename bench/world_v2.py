@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 
-from kernels import dense, event
-from kernels.world import OBS_SIZE, STAT_LENGTH, STAT_OOM, allocate_state, grid_seeds, state_bytes_per_grid
+from puffer_cluster.kernels import dense, event
+from puffer_cluster.kernels.world import OBS_SIZE, STAT_LENGTH, STAT_OOM, allocate_state, grid_seeds, state_bytes_per_grid
 from puffer_cluster.env import world_params
 
 ROWS = ((16, 4096, 1), (64, 256, 1), (128, 64, 1), (256, 16, 1),

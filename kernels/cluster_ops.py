@@ -56,8 +56,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
-import kernels.fast  # noqa: F401  (selects Numba's fork-safe threading layer before any prange)
-from kernels.rng import counter_hash_nb, unit_float_nb
+import puffer_cluster.kernels.fast  # noqa: F401  (selects Numba's fork-safe threading layer before any prange)
+from puffer_cluster.kernels.rng import counter_hash_nb, unit_float_nb
 
 # Actions: Discrete(15), the seed's table in its order.
 (GET_NODES, GET_PODS, GET_EVENTS, GET_DEPLOYMENTS, CHECK_LOGS, DESCRIBE_UNHEALTHY,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels.cluster_ops import (
+from puffer_cluster.kernels.cluster_ops import (
     BAD_ROLLOUT, CRASH_LOOP, DEP_OK, FLAG_BAD_ROLLOUT, FLAG_CORDONED, FLAG_CRASH_LOOP,
     FLAG_NETWORK, FLAG_PRESSURE, FLAG_PVC, NETWORK, NODE_READY, NOT_READY, NUM_FLAGS, OBS_CPU,
     OBS_FAILED, OBS_FLAGS, OBS_HEALTHY_DEPLOYMENTS, OBS_MEMORY, OBS_NODES, OBS_NORMAL,
@@ -14,7 +14,7 @@ from kernels.cluster_ops import (
     STREAM_OPS_TARGET, UNDER_REPLICATED, UNKNOWN, _advance, _apply_action, _begin_episode,
     _finish_episode, _open_incidents, _start_incident,
 )
-from kernels.rng import counter_hash, unit_float
+from puffer_cluster.kernels.rng import counter_hash, unit_float
 
 
 def _draws_reference(seeds, t, k, stream):

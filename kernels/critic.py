@@ -8,9 +8,9 @@ node records' closed forms (either kernel's layout): they exist only in training
 import numpy as np
 from numba import njit, prange
 
-from kernels.fixed import ONE, PRIO, ratio_float_nb
-from kernels.rules import cpu_now, mem_now
-from kernels.world import OBS_SIZE
+from puffer_cluster.kernels.fixed import ONE, PRIO, ratio_float_nb
+from puffer_cluster.kernels.rules import cpu_now, mem_now
+from puffer_cluster.kernels.world import OBS_SIZE
 
 CRITIC_FEATURES = (
     "clock",          # step / max_steps

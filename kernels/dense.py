@@ -5,13 +5,13 @@ thread count never changes a bit.
 import numpy as np
 from numba import njit, prange
 
-from kernels.fast import move_agent, settle_grid
-from kernels.fixed import CAP, clean_waste_nb, mean_load_nb, oom_cost_nb
-from kernels.rules import (
+from puffer_cluster.kernels.fast import move_agent, settle_grid
+from puffer_cluster.kernels.fixed import CAP, clean_waste_nb, mean_load_nb, oom_cost_nb
+from puffer_cluster.kernels.rules import (
     clean_node, land_spikes, no_floor, observe_grid, pay_for_scale, rescale_node,
     restart_out_of_memory, start_episode,
 )
-from kernels.world import CLEAN, NUM_ACTIONS, SCALE_FULL, SCALE_HALF
+from puffer_cluster.kernels.world import CLEAN, NUM_ACTIONS, SCALE_FULL, SCALE_HALF
 
 # Grids per call of the compiled per-grid loop (`_step_range`), the unit of work of a thread. The
 # loop itself runs without Numba's reference counting (`_nrt=False`): it allocates nothing, and

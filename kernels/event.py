@@ -19,14 +19,14 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from kernels.dense import CHUNK, apply_actions
-from kernels.fast import settle_grid
-from kernels.fixed import (
+from puffer_cluster.kernels.dense import CHUNK, apply_actions
+from puffer_cluster.kernels.fast import settle_grid
+from puffer_cluster.kernels.fixed import (
     CPU_BASE, CPU_DUE, CPU_NEXT, CPU_PREV, FADE, LEAK, NEVER, ONE, OOM_DUE, OOM_NEXT, OOM_PREV,
     PRIO, SLOPE, SPIKE, SPIKE_T, clean_waste_nb, entropy_integral_nb, mean_load_nb, oom_cost_nb,
 )
-from kernels.rng import STREAM_SPIKE_COUNT, STREAM_SPIKE_NODE
-from kernels.rules import (
+from puffer_cluster.kernels.rng import STREAM_SPIKE_COUNT, STREAM_SPIKE_NODE
+from puffer_cluster.kernels.rules import (
     cpu_now, draw_spike, land_spike, mem_now, observe_grid, restart_node, start_episode, uniform,
 )
 

@@ -8,8 +8,8 @@ import numba
 import numpy as np
 from numba import njit
 
-from kernels.rng import STREAM_AGENT_X, STREAM_AGENT_Y, counter_hash_nb, unit_float_nb
-from kernels.world import (
+from puffer_cluster.kernels.rng import STREAM_AGENT_X, STREAM_AGENT_Y, counter_hash_nb, unit_float_nb
+from puffer_cluster.kernels.world import (
     MOVE_DX, MOVE_DY, STAT_AVG_LOAD, STAT_BUDGET_SPENT, STAT_COLLAPSED, STAT_CRIT,
     STAT_CRIT_RATE, STAT_INVALID, STAT_LENGTH, STAT_OOM, STAT_OOM_RATE, STAT_OVERLOAD,
     STAT_RETURN,

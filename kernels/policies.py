@@ -8,8 +8,8 @@
 import numpy as np
 from numba import njit, prange
 
-from kernels.rng import counter_hash_nb, unit_float_nb
-from kernels.world import (
+from puffer_cluster.kernels.rng import counter_hash_nb, unit_float_nb
+from puffer_cluster.kernels.world import (
     CLEAN, DOWN, LEFT, NOOP, NUM_ACTIONS, OBS_BUDGET, OBS_X, OBS_Y, RIGHT, SCALE_HALF, UP,
 )
 

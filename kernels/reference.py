@@ -9,17 +9,17 @@ The trace replay's reference (`kernels.replay`) plays its overlay world with the
 """
 import numpy as np
 
-from kernels.fixed import (
+from puffer_cluster.kernels.fixed import (
     CAP, CAP_ONE, CPU_BASE, FADE, FRACTION_ONE, LEAK, MEM, MEM_T, ONE, PRIO, PRIO_UNIT, SPIKE,
     SPIKE_T, clean_waste, cpu_at, entropy_integral, initial_node, mean_load, mem_at, mul_div,
     oom_cost, ratio_float, spike_at, to_fixed,
 )
-from kernels.rng import (
+from puffer_cluster.kernels.rng import (
     STREAM_AGENT_X, STREAM_AGENT_Y, STREAM_BASE_LOAD, STREAM_CRITICAL, STREAM_EPISODE,
     STREAM_LEAK, STREAM_MEM_INIT, STREAM_PRIO, STREAM_SPIKE_COUNT, STREAM_SPIKE_NODE,
     STREAM_SPIKE_SIZE, counter_hash, unit_float,
 )
-from kernels.world import (
+from puffer_cluster.kernels.world import (
     CLEAN, MOVE_DX, MOVE_DY, NUM_ACTIONS, NUM_CHANNELS, OBS_BUDGET, OBS_X, OBS_Y, OUTSIDE,
     SCALE_FULL, SCALE_HALF,
     STAT_AVG_LOAD, STAT_BUDGET_SPENT, STAT_COLLAPSED, STAT_CRIT, STAT_CRIT_RATE, STAT_INVALID,

@@ -35,17 +35,17 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
-from kernels import reference
-from kernels.dense import CHUNK, apply_actions
-from kernels.fast import settle_grid, uniform
-from kernels.fixed import (
+from puffer_cluster.kernels import reference
+from puffer_cluster.kernels.dense import CHUNK, apply_actions
+from puffer_cluster.kernels.fast import settle_grid, uniform
+from puffer_cluster.kernels.fixed import (
     CAP, CPU_BASE, G_ONE, MEM, NODE_FIELDS, ONE, PRIO, PRIO_ONE, clean_waste, clean_waste_nb,
     mean_load, mean_load_nb, oom_cost, oom_cost_nb, to_fixed, to_fixed_nb,
 )
-from kernels.rules import (
+from puffer_cluster.kernels.rules import (
     CAP_UNIT, land_spikes, observe_grid, restart_out_of_memory, start_episode,
 )
-from kernels.world import WorldState, allocate_state
+from puffer_cluster.kernels.world import WorldState, allocate_state
 
 # The usage noise gets its own stream (the gardener's use 1 .. 12, the policies 100).
 STREAM_USAGE = np.uint64(13)

@@ -10,17 +10,17 @@ view, and in the event kernel's hot loops that would cost more than the rules th
 import numpy as np
 from numba import njit
 
-from kernels.fast import start_agents_and_counters, uniform
-from kernels.fixed import (
+from puffer_cluster.kernels.fast import start_agents_and_counters, uniform
+from puffer_cluster.kernels.fixed import (
     CAP, CAP_ONE, CPU_BASE, FADE, FRACTION_ONE, LEAK, MEM, MEM_T, ONE, PRIO, PRIO_UNIT, SPIKE,
     SPIKE_T, cpu_at_nb, entropy_integral_nb, initial_node_nb, mem_at_nb, mul_div_nb,
     ratio_float_nb, spike_at_nb, to_fixed_nb,
 )
-from kernels.rng import (
+from puffer_cluster.kernels.rng import (
     STREAM_BASE_LOAD, STREAM_CRITICAL, STREAM_EPISODE, STREAM_LEAK, STREAM_MEM_INIT,
     STREAM_PRIO, STREAM_SPIKE_COUNT, STREAM_SPIKE_NODE, STREAM_SPIKE_SIZE, counter_hash_nb,
 )
-from kernels.world import NUM_CHANNELS, OBS_BUDGET, OBS_X, OBS_Y, OUTSIDE, SCALE_HALF
+from puffer_cluster.kernels.world import NUM_CHANNELS, OBS_BUDGET, OBS_X, OBS_Y, OUTSIDE, SCALE_HALF
 
 _U0 = np.uint64(0)
 CAP_UNIT = 1.0 / CAP_ONE

@@ -37,11 +37,11 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
-import kernels.fast  # noqa: F401  (selects Numba's fork-safe threading layer before any prange)
-from kernels.rng import counter_hash, counter_hash_nb
+import puffer_cluster.kernels.fast  # noqa: F401  (selects Numba's fork-safe threading layer before any prange)
+from puffer_cluster.kernels.rng import counter_hash, counter_hash_nb
 # The scheduler `place_nb` compiles, its constants (blocked[:, k]: the resources a node lacks for
 # the first pod that fits nowhere) and the reference it is tested against.
-from kernels.placement import (
+from puffer_cluster.kernels.placement import (
     BLOCKED_CPU, BLOCKED_MEM, BLOCKED_SLOT, NONZERO_CPU_MILLICORES, NONZERO_MEMORY_BYTES,
     NodeAllocations,
 )

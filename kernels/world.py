@@ -8,12 +8,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from kernels import fixed
-from kernels.fixed import (
+from puffer_cluster.kernels import fixed
+from puffer_cluster.kernels.fixed import (
     CAP_ONE, EVENT_NODE_FIELDS, FRACTION_ONE, G_ONE, NEVER, NODE_FIELDS, ONE, PRIO_ONE, PRIO_UNIT,
     cpu_at, entropy_integral, mem_at, ratio_float,
 )
-from kernels.rng import STREAM_GRID, counter_hash
+from puffer_cluster.kernels.rng import STREAM_GRID, counter_hash
 
 # Actions: Discrete(8).
 NOOP, UP, DOWN, LEFT, RIGHT, CLEAN, SCALE_HALF, SCALE_FULL = range(8)

@@ -29,12 +29,12 @@ Config = dict[str, dict[str, object]]
 
 def bundled_config_path(name: str = DEFAULT_CONFIG) -> Path:
     """Path of a config shipped in `configs/` (e.g. 'quick.ini')."""
-    return Path(str(resources.files("configs") / name))
+    return Path(str(resources.files("puffer_cluster.configs") / name))
 
 
 def shipped_configs() -> list[str]:
     """Names of the configs shipped in `configs/` ('gardener', 'quick', ...)."""
-    return sorted(Path(entry.name).stem for entry in resources.files("configs").iterdir()
+    return sorted(Path(entry.name).stem for entry in resources.files("puffer_cluster.configs").iterdir()
                   if entry.name.endswith(".ini"))
 
 

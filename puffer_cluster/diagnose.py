@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from kernels import cluster_ops as kernel
+from puffer_cluster.kernels import cluster_ops as kernel
 from puffer_cluster.cluster_ops.env import ClusterOpsGymEnv
 from puffer_cluster.cluster_ops.live import (
     ClusterReader, LiveView, apply_plan, findings, gardener_recommendations, plan_write,

@@ -10,10 +10,10 @@ import numpy as np
 import pufferlib
 import pufferlib.vector
 
-from kernels import dense, event
-from kernels.critic import NUM_CRITIC_FEATURES, write_critic_features
-from kernels.jit_cache import announce_if_cold
-from kernels.world import (
+from puffer_cluster.kernels import dense, event
+from puffer_cluster.kernels.critic import NUM_CRITIC_FEATURES, write_critic_features
+from puffer_cluster.kernels.jit_cache import announce_if_cold
+from puffer_cluster.kernels.world import (
     EPISODE_STATS, NUM_ACTIONS, OBS_SIZE, WorldParams, allocate_state, grid_seeds, make_params,
 )
 from puffer_cluster.config import ConfigError, env_defaults, world_config

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kernels.policies import heuristic_actions, random_actions
-from kernels.world import NUM_ACTIONS, OBS_SIZE
-from trainers.checkpoint import load_policy_model
+from puffer_cluster.kernels.policies import heuristic_actions, random_actions
+from puffer_cluster.kernels.world import NUM_ACTIONS, OBS_SIZE
+from puffer_cluster.trainers.checkpoint import load_policy_model
 
 
 class PolicyError(ValueError):
@@ -23,7 +23,7 @@ class PolicyError(ValueError):
 
 def shipped_checkpoints() -> list[str]:
     """Names of the checkpoints installed with the package ('gardener_ppo', ...)."""
-    return sorted(Path(entry.name).stem for entry in resources.files("checkpoints").iterdir()
+    return sorted(Path(entry.name).stem for entry in resources.files("puffer_cluster.checkpoints").iterdir()
                   if entry.name.endswith(".pt"))
 
 
@@ -36,7 +36,7 @@ def checkpoint_path(spec: str) -> Path | None:
         return path
     stem = path.name.removesuffix(".pt")
     if path.parent == Path(".") and stem in shipped_checkpoints():
-        return Path(str(resources.files("checkpoints") / f"{stem}.pt"))
+        return Path(str(resources.files("puffer_cluster.checkpoints") / f"{stem}.pt"))
     if path.parent != Path(".") or path.suffix:
         raise PolicyError(f"checkpoint {spec} does not exist")
     return None

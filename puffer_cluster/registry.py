@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-import kernels.cluster_ops as cluster_ops_kernel
-import kernels.simarena as simarena_kernel
-import kernels.world as world
+import puffer_cluster.kernels.cluster_ops as cluster_ops_kernel
+import puffer_cluster.kernels.simarena as simarena_kernel
+import puffer_cluster.kernels.world as world
 from puffer_cluster import GYM_ID as GARDENER_GYM_ID
 from puffer_cluster import REPLAY_GYM_ID, cluster_ops, simarena
 from puffer_cluster.config import ConfigError, world_config

@@ -5,8 +5,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from kernels.fixed import PRIO_UNIT
-from kernels.world import ACTION_NAMES, node_ratios
+from puffer_cluster.kernels.fixed import PRIO_UNIT
+from puffer_cluster.kernels.world import ACTION_NAMES, node_ratios
 
 MEM_LEVELS = "0123456789"
 PANEL_TITLES = ("cpu load", "memory pressure", "priority")

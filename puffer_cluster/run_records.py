@@ -106,7 +106,7 @@ def record_simarena_episodes(spec: str, episodes: int, seed: int, config: dict,
                              root: str | os.PathLike[str]) -> Path:
     """Play `episodes` offline SimArena episodes of a policy (episode e on scenario e mod the
     number of scenarios, as the eval table) and record them in a new run directory."""
-    from kernels.simarena import ACTION_NAMES
+    from puffer_cluster.kernels.simarena import ACTION_NAMES
     from puffer_cluster.registry import policy_factory
     from puffer_cluster.simarena import SimArenaGymEnv
     env = SimArenaGymEnv(simarena=config.get("simarena"), replay=config.get("replay"))

@@ -47,9 +47,9 @@ from typing import Any
 import gymnasium
 import numpy as np
 
-from kernels import simarena as kernel
-from kernels.rng import counter_hash
-from kernels.simarena import (
+from puffer_cluster.kernels import simarena as kernel
+from puffer_cluster.kernels.rng import counter_hash
+from puffer_cluster.kernels.simarena import (
     ACTION_NAMES, EPISODE_STATS, NUM_ACTIONS, OBS_HIGH, OBS_SIZE, REWARDS, SAMPLINGS,
     STAT_LENGTH, STAT_RETURN, STAT_SOLVED,
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels.world import EPISODE_STATS, STAT_RETURN
+from puffer_cluster.kernels.world import EPISODE_STATS, STAT_RETURN
 
 BASELINES = ("random", "heuristic")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kernels.replay import expected_overlay
+from puffer_cluster.kernels.replay import expected_overlay
 from puffer_cluster.config import ConfigError, world_config
 from puffer_cluster.env import world_params
 from puffer_cluster.evaluate import play_first_episodes

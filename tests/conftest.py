@@ -8,11 +8,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernels import dense, event, reference
-from kernels.fixed import (
+from puffer_cluster.kernels import dense, event, reference
+from puffer_cluster.kernels.fixed import (
     CAP, CAP_ONE, CPU_BASE, FADE, LEAK, LEAK_ONE, MEM, MEM_T, ONE, PRIO, PRIO_ONE, SPIKE, SPIKE_T,
 )
-from kernels.world import OBS_SIZE, allocate_state, grid_seeds, make_params, node_ratios
+from puffer_cluster.kernels.world import OBS_SIZE, allocate_state, grid_seeds, make_params, node_ratios
 from puffer_cluster.config import env_defaults
 
 # The three implementations of the world, for `pytest.mark.parametrize("backend", BACKENDS)`.

@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from kernels.policies import sweep_action
-from kernels.world import DOWN, LEFT, RIGHT, UP
+from puffer_cluster.kernels.policies import sweep_action
+from puffer_cluster.kernels.world import DOWN, LEFT, RIGHT, UP
 from puffer_cluster.cli import main as cli_main
 from puffer_cluster.config import load_config
 from puffer_cluster.evaluate import evaluate, format_table

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kernels import event
-from kernels.jit_cache import MESSAGE, is_cold
+from puffer_cluster.kernels import event
+from puffer_cluster.kernels.jit_cache import MESSAGE, is_cold
 from puffer_cluster.cli import main
 from puffer_cluster.config import ConfigError, bundled_config_path, load_config, resolve_config_path
 from puffer_cluster.evaluate import format_table

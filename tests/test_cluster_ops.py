@@ -6,8 +6,8 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import puffer_cluster
-from kernels import cluster_ops as kernel
-from kernels import cluster_ops_reference as reference
+from puffer_cluster.kernels import cluster_ops as kernel
+from puffer_cluster.kernels import cluster_ops_reference as reference
 from puffer_cluster.cli import main as cli_main
 from puffer_cluster.cluster_ops import (
     ACTION_NAMES, GYM_ID, NUM_ACTIONS, OBS_NAMES, OBS_SIZE, ClusterOpsEnv, ClusterOpsGymEnv,
@@ -17,8 +17,8 @@ from puffer_cluster.cluster_ops.policies import heuristic_actions
 from puffer_cluster.config import ConfigError, load_config
 from puffer_cluster.evaluate import evaluate
 from puffer_cluster.registry import get_env_spec
-from trainers.checkpoint import CheckpointError
-from trainers.train_config import validate_train_config
+from puffer_cluster.trainers.checkpoint import CheckpointError
+from puffer_cluster.trainers.train_config import validate_train_config
 
 SEED_ACTIONS = ["GET_NODES", "GET_PODS", "GET_EVENTS", "GET_DEPLOYMENTS", "CHECK_LOGS",
                 "DESCRIBE_UNHEALTHY", "RESTART_FAILED_PODS", "SCALE_UP_DEPLOYMENT",

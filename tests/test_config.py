@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from kernels.world import CONFIG_FIELDS, WorldParams, make_params
+from puffer_cluster.kernels.world import CONFIG_FIELDS, WorldParams, make_params
 from puffer_cluster import ConfigError, GardenerEnv, GardenerGymEnv, load_config
 from puffer_cluster.config import _coerce, config_section, env_defaults, parse_duration, settings_from
 

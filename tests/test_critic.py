@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from conftest import HARSH
-from kernels.critic import NUM_CRITIC_FEATURES
-from kernels.fixed import PRIO_UNIT
-from kernels.world import NUM_ACTIONS, OBS_SIZE, node_ratios
+from puffer_cluster.kernels.critic import NUM_CRITIC_FEATURES
+from puffer_cluster.kernels.fixed import PRIO_UNIT
+from puffer_cluster.kernels.world import NUM_ACTIONS, OBS_SIZE, node_ratios
 from puffer_cluster import GardenerEnv
-from trainers.models import make_policy
+from puffer_cluster.trainers.models import make_policy
 
 WORLD = dict(HARSH, height=6, width=5, agents_per_grid=2)
 

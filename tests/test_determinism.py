@@ -11,9 +11,9 @@ import pufferlib.vector
 import pytest
 
 from conftest import HARSH, World, params_with, random_actions
-from kernels import dense, event, reference
-from kernels.fixed import NODE_FIELDS
-from kernels.world import EPISODE_STATS, grid_seeds
+from puffer_cluster.kernels import dense, event, reference
+from puffer_cluster.kernels.fixed import NODE_FIELDS
+from puffer_cluster.kernels.world import EPISODE_STATS, grid_seeds
 from puffer_cluster import GardenerEnv, GardenerGymEnv
 
 SMALL_HARSH = dict(height=6, width=6, **HARSH)

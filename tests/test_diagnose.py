@@ -9,7 +9,7 @@ import socket
 import pytest
 
 from fake_kube_api import FakeKubeAPI
-from kernels import cluster_ops as kernel
+from puffer_cluster.kernels import cluster_ops as kernel
 from puffer_cluster.cli import main
 from puffer_cluster.cluster_ops.live import Snapshot, gardener_grid
 

@@ -11,8 +11,8 @@ from gymnasium.utils.env_checker import check_env
 
 import puffer_cluster
 from conftest import HARSH, QUIET, node, set_nodes
-from kernels.fixed import CAP, CAP_ONE, PRIO
-from kernels.world import CLEAN, EPISODE_STATS, NOOP, OBS_SIZE, OBS_X, OBS_Y
+from puffer_cluster.kernels.fixed import CAP, CAP_ONE, PRIO
+from puffer_cluster.kernels.world import CLEAN, EPISODE_STATS, NOOP, OBS_SIZE, OBS_X, OBS_Y
 from puffer_cluster import GYM_ID, ConfigError, GardenerEnv, GardenerGymEnv, InvalidActionError
 from puffer_cluster.render import CRITICAL, GARDENER, frame_layout
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from kernels.world import NUM_ACTIONS, OBS_SIZE
+from puffer_cluster.kernels.world import NUM_ACTIONS, OBS_SIZE
 from puffer_cluster.cli import main as cli_main
 from puffer_cluster.config import ConfigError, load_config
-from trainers.checkpoint import load_checkpoint, load_policy_model
-from trainers.pufferl import check_pufferl_config
+from puffer_cluster.trainers.checkpoint import load_checkpoint, load_policy_model
+from puffer_cluster.trainers.pufferl import check_pufferl_config
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from kernels.fixed import NEVER
+from puffer_cluster.kernels.fixed import NEVER
 from puffer_cluster.cluster_ops import ClusterOpsEnv
 from puffer_cluster.config import ConfigError, bundled_config_path, load_config
 from puffer_cluster.env import GardenerEnv
@@ -15,7 +15,7 @@ from puffer_cluster.evaluate import evaluate, format_table
 from puffer_cluster.policies import PolicyError
 from puffer_cluster.registry import ENV_SPECS, get_env_spec, policy_factory
 from puffer_cluster.simarena import SimArenaEnv
-from trainers.ppo import minibatch_indices, teacher_weight
+from puffer_cluster.trainers.ppo import minibatch_indices, teacher_weight
 
 CONFIGS = {"gardener": None, "simarena": bundled_config_path("simarena.ini"),
            "cluster_ops": bundled_config_path("cluster_ops.ini"),

@@ -14,10 +14,10 @@ import pufferlib.vector
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from kernels import reference
-from kernels import replay as kernel
-from kernels.fixed import CAP, CAP_ONE, FRACTION_ONE, MEM, ONE, RATIO_UNIT, mul_div, to_fixed
-from kernels.world import (
+from puffer_cluster.kernels import reference
+from puffer_cluster.kernels import replay as kernel
+from puffer_cluster.kernels.fixed import CAP, CAP_ONE, FRACTION_ONE, MEM, ONE, RATIO_UNIT, mul_div, to_fixed
+from puffer_cluster.kernels.world import (
     CLEAN, EPISODE_STATS, NOOP, OBS_BUDGET, OBS_SIZE, OBS_X, OBS_Y, SCALE_FULL, grid_seeds,
     node_ratios,
 )

@@ -160,7 +160,7 @@ def test_scheduler_places_and_reports_shortages():
 
 
 def test_ppo_trains_on_several_traces_sized_to_different_grids(tmp_path, monkeypatch):
-    import trainers.ppo as ppo
+    import puffer_cluster.trainers.ppo as ppo
     from puffer_cluster import registry
 
     small = make_trace((0, [deployment("web", replicas=3, cpu="1", memory="1Gi")], []))

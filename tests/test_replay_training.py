@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from kernels.critic import NUM_CRITIC_FEATURES
-from kernels.world import OBS_SIZE, grid_seeds
+from puffer_cluster.kernels.critic import NUM_CRITIC_FEATURES
+from puffer_cluster.kernels.world import OBS_SIZE, grid_seeds
 from puffer_cluster.config import ConfigError, load_config
 from puffer_cluster.env import GardenerEnv
 from puffer_cluster.replay import TraceReplayEnv
 from puffer_cluster.replay.mixed import (
     MixedVectorEnv, check_replay_config, heldout_timelines, training_timelines,
 )
-from trainers.checkpoint import load_checkpoint
-from trainers.ppo import train
+from puffer_cluster.trainers.checkpoint import load_checkpoint
+from puffer_cluster.trainers.ppo import train
 
 
 def replay_config(tmp_path=None, *overrides):

@@ -8,8 +8,8 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
-from kernels import simarena as kernel
-from kernels.simarena import (
+from puffer_cluster.kernels import simarena as kernel
+from puffer_cluster.kernels.simarena import (
     BUMP_CPU, BUMP_MEM, EPISODE_STATS, NOOP, NUM_ACTIONS, OBS_CPU_CEILING, OBS_IDLE_EDIT,
     OBS_MEM_CEILING, OBS_NO_CPU, OBS_NO_MEM, OBS_NO_SLOT, OBS_PENDING, OBS_POD_CPU, OBS_POD_MEM,
     OBS_READY, OBS_REPLICAS_CEILING, OBS_SIZE, OBS_TARGET, OBS_TIME, OBS_TOTAL, REDUCE_CPU,
@@ -28,8 +28,8 @@ from puffer_cluster.simarena import (
 from puffer_cluster.traces import Trace, TraceEvent, save_trace
 from puffer_cluster.traces.generate import SCENARIOS, generate_trace, generate_traces, write_traces
 from puffer_cluster.traces.ops import SafeguardError, apply_op, deployment_resources
-from trainers.checkpoint import load_checkpoint
-from trainers.ppo import train
+from puffer_cluster.trainers.checkpoint import load_checkpoint
+from puffer_cluster.trainers.ppo import train
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MIB, GIB = 2**20, 2**30
@@ -393,7 +393,7 @@ def test_ppo_trains_on_the_simarena_config_and_the_eval_table_reports_it(tmp_pat
     final = load_checkpoint(run_dir / "final.pt")
     assert final["global_step"] == 16 * 8 * 3 and final["config"]["base"]["env_name"] == "simarena"
     assert (run_dir / "learning_curve.png").is_file()
-    from trainers.models import make_policy
+    from puffer_cluster.trainers.models import make_policy
     model = make_policy(final["config"]["policy"], OBS_SIZE, NUM_ACTIONS)
     model.load_state_dict(final["model"])
     assert model.step(torch.zeros(2, OBS_SIZE), (), None)[0].shape == (2, NUM_ACTIONS)

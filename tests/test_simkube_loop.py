@@ -249,11 +249,11 @@ def test_unwritable_records_are_one_error(capsys, tmp_path, fake, kubeconfig):
 def test_a_checkpoint_acts_in_the_loop_as_on_the_offline_observation(capsys, tmp_path, fake, kubeconfig):
     import torch
 
-    from kernels.simarena import NUM_ACTIONS, OBS_SIZE
+    from puffer_cluster.kernels.simarena import NUM_ACTIONS, OBS_SIZE
     from puffer_cluster.config import load_config
     from puffer_cluster.registry import policy_factory
-    from trainers.checkpoint import save_atomic
-    from trainers.models import make_policy
+    from puffer_cluster.trainers.checkpoint import save_atomic
+    from puffer_cluster.trainers.models import make_policy
     trace_file = web_trace(tmp_path / "web.sktrace")
     config = load_config("simarena", ARENA)
     torch.manual_seed(3)

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from kernels.simarena import NUM_ACTIONS as SIMARENA_ACTIONS, OBS_SIZE as SIMARENA_OBS
-from kernels.world import NUM_ACTIONS, OBS_SIZE
+from puffer_cluster.kernels.simarena import NUM_ACTIONS as SIMARENA_ACTIONS, OBS_SIZE as SIMARENA_OBS
+from puffer_cluster.kernels.world import NUM_ACTIONS, OBS_SIZE
 from puffer_cluster.cli import main as cli_main
 from puffer_cluster.config import load_config
-from trainers.checkpoint import CheckpointError, load_checkpoint, save_atomic
-from trainers.models import make_policy
-from trainers.ppo import train
-from trainers.training_state import policy_payload
+from puffer_cluster.trainers.checkpoint import CheckpointError, load_checkpoint, save_atomic
+from puffer_cluster.trainers.models import make_policy
+from puffer_cluster.trainers.ppo import train
+from puffer_cluster.trainers.training_state import policy_payload
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -109,7 +109,7 @@ def test_dashboard_shows_the_run_before_the_first_update(tmp_path):
 
     from rich.console import Console
 
-    from trainers.dashboard import Dashboard
+    from puffer_cluster.trainers.dashboard import Dashboard
     config = load_config(None, ["--train.eval-interval", "5"])
     view = Dashboard(config, num_iterations=10, batch_size=100, run_dir=tmp_path / "run",
                      cloning_iterations=2)
@@ -203,7 +203,7 @@ def test_eval_refuses_unusable_checkpoints(tmp_path, capsys, make, message):
 
 
 def test_a_gardener_checkpoint_fits_and_a_missing_one_does_not_exist(tmp_path, capsys):
-    from trainers.checkpoint import load_policy_model
+    from puffer_cluster.trainers.checkpoint import load_policy_model
     model = load_policy_model(policy_file(tmp_path / "ok.pt"), OBS_SIZE, NUM_ACTIONS, "gardener")
     assert model.step(torch.zeros(1, OBS_SIZE), (), None)[0].shape == (1, NUM_ACTIONS)
     with pytest.raises(CheckpointError, match="does not exist"):
@@ -267,7 +267,7 @@ def test_sigterm_saves_latest_and_prints_the_resume_command(tmp_path, tiny_ini):
 def test_a_second_ctrl_c_stops_at_once_and_keeps_the_last_latest(tmp_path, tiny_ini, capsys,
                                                                      monkeypatch):
     """Two Ctrl-C during update 3: no traceback, exit 130, latest.pt of update 2 still loads."""
-    from trainers import dashboard
+    from puffer_cluster.trainers import dashboard
     update = dashboard.Dashboard.update
 
     def update_then_ctrl_c_twice(self, iteration, global_step, scalars):

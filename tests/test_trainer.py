@@ -13,8 +13,8 @@ from puffer_cluster.config import ConfigError, apply_overrides, bundled_config_p
 from puffer_cluster.evaluate import play_episodes
 from puffer_cluster.config import world_config
 from puffer_cluster.policies import CheckpointPolicy
-from trainers.checkpoint import CheckpointError, load_checkpoint, remove_partial_files, save_atomic
-from trainers.ppo import (
+from puffer_cluster.trainers.checkpoint import CheckpointError, load_checkpoint, remove_partial_files, save_atomic
+from puffer_cluster.trainers.ppo import (
     clipped_policy_loss, compute_gae, explained_variance, normalize_advantages, train, value_loss,
 )
 
@@ -167,7 +167,7 @@ def test_checkpoint_killed_mid_write_keeps_previous(tmp_path):
     save_atomic({"format": "puffer-cluster", "value": 1}, path)
     script = textwrap.dedent(f"""
         import os, torch
-        from trainers.checkpoint import save_atomic
+        from puffer_cluster.trainers.checkpoint import save_atomic
         def dying_save(payload, f):
             f.write(b"x" * 4096)
             f.flush()

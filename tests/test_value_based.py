@@ -3,15 +3,15 @@ checkpoints, and the `[train] trainer` key."""
 import pytest
 import torch
 
-from kernels.simarena import NUM_ACTIONS, OBS_SIZE
+from puffer_cluster.kernels.simarena import NUM_ACTIONS, OBS_SIZE
 from puffer_cluster.cli import main as cli_main
 from puffer_cluster.config import ConfigError, bundled_config_path, load_config
 from puffer_cluster.evaluate import evaluate
-from trainers import TRAINERS
-from trainers.checkpoint import CheckpointError, load_checkpoint, load_policy_model
-from trainers.dqn import QNetwork
-from trainers.eps_greedy import QTable, TabularLearner
-from trainers.offpolicy import epsilon_greedy, linear_schedule
+from puffer_cluster.trainers import TRAINERS
+from puffer_cluster.trainers.checkpoint import CheckpointError, load_checkpoint, load_policy_model
+from puffer_cluster.trainers.dqn import QNetwork
+from puffer_cluster.trainers.eps_greedy import QTable, TabularLearner
+from puffer_cluster.trainers.offpolicy import epsilon_greedy, linear_schedule
 
 SIMARENA = str(bundled_config_path("simarena.ini"))
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import BACKENDS, HARSH, World, node, obs_index, params_with, quiet_params
-from kernels.world import (
+from puffer_cluster.kernels.world import (
     OBS_BUDGET, OBS_X, OBS_Y,
     CLEAN, CPU, DOWN, LEFT, MEM, NOOP, OBS_SIZE, OUTSIDE, RIGHT, SCALE_FULL, SCALE_HALF,
     STAT_AVG_LOAD, STAT_BUDGET_SPENT, STAT_COLLAPSED, STAT_CRIT, STAT_CRIT_RATE, STAT_INVALID,

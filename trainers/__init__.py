@@ -17,15 +17,15 @@ def _imported(module: str):
 
 
 TRAINERS = {
-    "ppo": _imported("trainers.ppo"),
-    "pufferl": _imported("trainers.pufferl"),
-    "dqn": _imported("trainers.dqn"),
-    "eps_greedy": _imported("trainers.eps_greedy"),
+    "ppo": _imported("puffer_cluster.trainers.ppo"),
+    "pufferl": _imported("puffer_cluster.trainers.pufferl"),
+    "dqn": _imported("puffer_cluster.trainers.dqn"),
+    "eps_greedy": _imported("puffer_cluster.trainers.eps_greedy"),
 }
 
 # Trainers whose checkpoints hold a Q-function: the module's `make_model(config, obs_size,
 # num_actions)` builds it; every other trainer saves a `trainers.models` actor-critic.
-Q_FUNCTION_TRAINERS = {"dqn": "trainers.dqn", "eps_greedy": "trainers.eps_greedy"}
+Q_FUNCTION_TRAINERS = {"dqn": "puffer_cluster.trainers.dqn", "eps_greedy": "puffer_cluster.trainers.eps_greedy"}
 
 
 def make_policy_model(config: dict, obs_size: int, num_actions: int, critic_extra: int = 0):
@@ -34,5 +34,5 @@ def make_policy_model(config: dict, obs_size: int, num_actions: int, critic_extr
     trainer = config.get("train", {}).get("trainer", "ppo")
     if trainer in Q_FUNCTION_TRAINERS:
         return import_module(Q_FUNCTION_TRAINERS[trainer]).make_model(config, obs_size, num_actions)
-    from trainers.models import make_policy
+    from puffer_cluster.trainers.models import make_policy
     return make_policy(config["policy"], obs_size, num_actions, critic_extra)

@@ -86,7 +86,7 @@ def _check_policy(payload: dict, path: Path) -> None:
 def load_policy_model(path: str | Path, obs_size: int, num_actions: int, env_name: str):
     """The network of a checkpoint, in eval mode, refused when it does not fit an env of
     `obs_size` observations and `num_actions` actions."""
-    from trainers import make_policy_model
+    from puffer_cluster.trainers import make_policy_model
     checkpoint = load_checkpoint(path, require_policy=True)
     trained_on = checkpoint["config"].get("base", {}).get("env_name", "?")
     try:  # the trainer's network: PPO's actor-critic, DQN's Q-network, the tabular agent's table

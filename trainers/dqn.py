@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from puffer_cluster.config import ConfigError, config_section, settings_from
-from trainers.offpolicy import QPolicy, train_value_based
+from puffer_cluster.trainers.offpolicy import QPolicy, train_value_based
 
 
 @config_section("dqn")

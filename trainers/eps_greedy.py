@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from puffer_cluster.config import ConfigError, config_section, settings_from
-from trainers.offpolicy import QPolicy, train_value_based
+from puffer_cluster.trainers.offpolicy import QPolicy, train_value_based
 
 # A table of more cells than this is refused: it would not be visited, let alone learned.
 MAX_CELLS = 2**22

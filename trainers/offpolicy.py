@@ -23,12 +23,12 @@ from torch.utils.tensorboard import SummaryWriter
 from puffer_cluster.config import ConfigError
 from puffer_cluster.evaluate import heldout_return
 from puffer_cluster.registry import get_env_spec, policy_factory
-from trainers.checkpoint import load_checkpoint, save_atomic
-from trainers.curves import plot_learning_curve
-from trainers.ppo import episode_scalars, evaluate_greedy, flatten_infos, open_run_dir
-from trainers.training_state import policy_payload, resumed_progress, rng_state, set_rng_state
-from trainers.stopping import StopOnSignal, workers_ignore_ctrl_c
-from trainers.train_config import resolve_device, validate_train_config
+from puffer_cluster.trainers.checkpoint import load_checkpoint, save_atomic
+from puffer_cluster.trainers.curves import plot_learning_curve
+from puffer_cluster.trainers.ppo import episode_scalars, evaluate_greedy, flatten_infos, open_run_dir
+from puffer_cluster.trainers.training_state import policy_payload, resumed_progress, rng_state, set_rng_state
+from puffer_cluster.trainers.stopping import StopOnSignal, workers_ignore_ctrl_c
+from puffer_cluster.trainers.train_config import resolve_device, validate_train_config
 
 
 def make_env(config: dict):

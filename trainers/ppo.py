@@ -25,13 +25,13 @@ from puffer_cluster.config import save_config
 from puffer_cluster.evaluate import heldout_return
 from puffer_cluster.policies import ModelPolicy
 from puffer_cluster.registry import get_env_spec, policy_factory
-from trainers.checkpoint import load_checkpoint, remove_partial_files, save_atomic
-from trainers.curves import plot_learning_curve
-from trainers.dashboard import Dashboard
-from trainers.models import make_policy
-from trainers.stopping import StopOnSignal, workers_ignore_ctrl_c
-from trainers.train_config import resolve_device, validate_train_config
-from trainers.training_state import (
+from puffer_cluster.trainers.checkpoint import load_checkpoint, remove_partial_files, save_atomic
+from puffer_cluster.trainers.curves import plot_learning_curve
+from puffer_cluster.trainers.dashboard import Dashboard
+from puffer_cluster.trainers.models import make_policy
+from puffer_cluster.trainers.stopping import StopOnSignal, workers_ignore_ctrl_c
+from puffer_cluster.trainers.train_config import resolve_device, validate_train_config
+from puffer_cluster.trainers.training_state import (
     policy_payload, restore_training_state, resumed_progress, save_training_state,
 )
 

@@ -24,14 +24,14 @@ from torch.utils.tensorboard import SummaryWriter
 from puffer_cluster.config import ConfigError, config_section, load_config, settings_from
 from puffer_cluster.evaluate import heldout_return
 from puffer_cluster.registry import get_env_spec, policy_factory
-from trainers.checkpoint import save_atomic
-from trainers.curves import plot_learning_curve
-from trainers.dashboard import Dashboard
-from trainers.models import make_policy
-from trainers.ppo import evaluate_greedy, open_run_dir
-from trainers.stopping import StopOnSignal, TrainingInterrupted, workers_ignore_ctrl_c
-from trainers.train_config import num_agents, resolve_device, validate_train_config
-from trainers.training_state import policy_payload
+from puffer_cluster.trainers.checkpoint import save_atomic
+from puffer_cluster.trainers.curves import plot_learning_curve
+from puffer_cluster.trainers.dashboard import Dashboard
+from puffer_cluster.trainers.models import make_policy
+from puffer_cluster.trainers.ppo import evaluate_greedy, open_run_dir
+from puffer_cluster.trainers.stopping import StopOnSignal, TrainingInterrupted, workers_ignore_ctrl_c
+from puffer_cluster.trainers.train_config import num_agents, resolve_device, validate_train_config
+from puffer_cluster.trainers.training_state import policy_payload
 
 OPTIMIZERS = ("adam", "muon")
 # PuffeRL's own checkpoints (its state_dict snapshots, trainer_state.pt) go to <run dir>/<this>/.

@@ -11,8 +11,8 @@ import torch
 
 from puffer_cluster.config import ConfigError
 from puffer_cluster.registry import get_env_spec
-from trainers import TRAINERS
-from trainers.models import POLICIES
+from puffer_cluster.trainers import TRAINERS
+from puffer_cluster.trainers.models import POLICIES
 
 CRITICS = ("plain", "privileged")
 VEC_BACKENDS = ("PufferEnv", "Serial", "Multiprocessing")

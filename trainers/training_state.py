@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainers.checkpoint import save_atomic
+from puffer_cluster.trainers.checkpoint import save_atomic
 
 
 def policy_payload(agent: nn.Module, config: dict, global_step: int, iteration: int) -> dict:

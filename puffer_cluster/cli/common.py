@@ -8,7 +8,7 @@ import argparse
 from puffer_cluster.config import ConfigError, shipped_configs
 from puffer_cluster.policies import PolicyError, shipped_checkpoints
 from puffer_cluster.simkube.errors import SimkubeRunError
-from trainers.checkpoint import CheckpointError
+from puffer_cluster.trainers.checkpoint import CheckpointError
 
 CONFIG_HELP = ("a config overriding configs/gardener.ini: a shipped one by name ("
                + ", ".join(shipped_configs()) + ") or a path")

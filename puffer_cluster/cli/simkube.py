@@ -8,7 +8,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from kernels.simarena import REWARDS
+from puffer_cluster.kernels.simarena import REWARDS
 from puffer_cluster.cli.common import CLIError
 from puffer_cluster.config import load_config
 from puffer_cluster.simkube import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from puffer_cluster.cli.common import CONFIG_HELP
 from puffer_cluster.config import ConfigError, apply_overrides, load_config
-from trainers.checkpoint import load_checkpoint
+from puffer_cluster.trainers.checkpoint import load_checkpoint
 
 
 def _description() -> str:
@@ -41,9 +41,9 @@ def run(args, overrides: list[str]) -> int:
     """Train, then print the final policy against the heuristic on the benchmark's episodes
     (`[eval] episodes` and `seed`) and the run directory. A signal exits 128 + its number."""
     from puffer_cluster.evaluate import evaluate, format_table
-    from trainers import TRAINERS
-    from trainers.stopping import TrainingInterrupted
-    from trainers.train_config import validate_train_config
+    from puffer_cluster.trainers import TRAINERS
+    from puffer_cluster.trainers.stopping import TrainingInterrupted
+    from puffer_cluster.trainers.train_config import validate_train_config
     if args.resume and args.config:
         raise ConfigError("--resume continues with the checkpoint's own config; "
                           "drop --config (overrides are still accepted)")

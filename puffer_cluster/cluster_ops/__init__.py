@@ -4,7 +4,7 @@ runbook heuristic, and the live diagnosis of a real cluster (`puffer_cluster.clu
 Its entry in `puffer_cluster.registry` is what the trainer, eval and bench use."""
 from __future__ import annotations
 
-from kernels.cluster_ops import ACTION_NAMES, EPISODE_STATS, NUM_ACTIONS, OBS_NAMES, OBS_SIZE
+from puffer_cluster.kernels.cluster_ops import ACTION_NAMES, EPISODE_STATS, NUM_ACTIONS, OBS_NAMES, OBS_SIZE
 from puffer_cluster.cluster_ops.env import (
     GYM_ID, ClusterOpsEnv, ClusterOpsGymEnv, cluster_ops_params, episode_env,
     make_cluster_ops_vecenv,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import gymnasium
 import numpy as np
 
-from kernels import cluster_ops as kernel
-from kernels.jit_cache import announce_if_cold
+from puffer_cluster.kernels import cluster_ops as kernel
+from puffer_cluster.kernels.jit_cache import announce_if_cold
 from puffer_cluster import CLUSTER_OPS_GYM_ID as GYM_ID  # noqa: F401  (re-exported)
 from puffer_cluster.config import ConfigError, load_config
 from puffer_cluster.env import KernelVectorEnv, OneGridGymEnv, vectorize

@@ -16,9 +16,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from kernels import cluster_ops as kernel
-from kernels.world import ACTION_NAMES as GARDENER_ACTIONS
-from kernels.world import CLEAN, NUM_CHANNELS, OBS_SIZE, OUTSIDE, SCALE_FULL, SCALE_HALF
+from puffer_cluster.kernels import cluster_ops as kernel
+from puffer_cluster.kernels.world import ACTION_NAMES as GARDENER_ACTIONS
+from puffer_cluster.kernels.world import CLEAN, NUM_CHANNELS, OBS_SIZE, OUTSIDE, SCALE_FULL, SCALE_HALF
 from puffer_cluster.env import world_params
 from puffer_cluster.simkube.client import _api_reason, _connection_errors, _request, _server
 from puffer_cluster.simkube.errors import ApiUnreachableError, KubeApiError, SimkubeRunError

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels import cluster_ops as kernel
-from kernels.rng import counter_hash
+from puffer_cluster.kernels import cluster_ops as kernel
+from puffer_cluster.kernels.rng import counter_hash
 from puffer_cluster.tables import BASELINES, results_table
 
 STREAM_ACTION = np.uint64(0xC0D5)

@@ -29,7 +29,7 @@ from puffer_cluster.replay.discovery import TRACE_SUFFIXES, find_trace_files, lo
 from puffer_cluster.replay.envs import TraceReplayEnv, TraceReplayGymEnv
 from puffer_cluster.replay.mixed import MixedVectorEnv
 from puffer_cluster.replay.requests import pod_requests
-from kernels.placement import NONZERO_CPU_MILLICORES, NONZERO_MEMORY_BYTES, NodeAllocations
+from puffer_cluster.kernels.placement import NONZERO_CPU_MILLICORES, NONZERO_MEMORY_BYTES, NodeAllocations
 from puffer_cluster.replay.settings import ReplayError, ReplaySettings, replay_settings
 from puffer_cluster.replay.simulator import ReplayPod
 from puffer_cluster.replay.timeline import Timeline, compile_timeline, stack_timelines

@@ -6,9 +6,9 @@ from __future__ import annotations
 import gymnasium
 import numpy as np
 
-from kernels import replay as kernel
-from kernels.critic import NUM_CRITIC_FEATURES, write_critic_features
-from kernels.world import NUM_ACTIONS, OBS_SIZE
+from puffer_cluster.kernels import replay as kernel
+from puffer_cluster.kernels.critic import NUM_CRITIC_FEATURES, write_critic_features
+from puffer_cluster.kernels.world import NUM_ACTIONS, OBS_SIZE
 from puffer_cluster.config import ConfigError, env_defaults
 from puffer_cluster.env import (
     KernelVectorEnv, OneGridGymEnv, observation_space, world_params,

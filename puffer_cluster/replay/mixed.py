@@ -8,8 +8,8 @@ from pathlib import Path
 import gymnasium
 import pufferlib
 
-from kernels.critic import NUM_CRITIC_FEATURES
-from kernels.world import NUM_ACTIONS, OBS_SIZE
+from puffer_cluster.kernels.critic import NUM_CRITIC_FEATURES
+from puffer_cluster.kernels.world import NUM_ACTIONS, OBS_SIZE
 from puffer_cluster.config import ConfigError, world_config
 from puffer_cluster.env import GardenerEnv, as_action_array, observation_space, vectorize, world_params
 from puffer_cluster.replay.discovery import load_timelines

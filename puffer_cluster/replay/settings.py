@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import math
 
-from kernels import replay as kernel
+from puffer_cluster.kernels import replay as kernel
 from puffer_cluster.config import ConfigError, config_section, settings_from
-from kernels.placement import MAX_POD_BYTES, MAX_POD_MILLICORES
+from puffer_cluster.kernels.placement import MAX_POD_BYTES, MAX_POD_MILLICORES
 from puffer_cluster.traces import TraceError
 
 GIB = 2**30

@@ -22,7 +22,7 @@ import numpy as np
 
 from puffer_cluster.replay.controllers import Workload, build_workload
 from puffer_cluster.replay.requests import PodTemplate, Priorities
-from kernels.placement import MAX_POD_BYTES, MAX_POD_MILLICORES, NodeAllocations
+from puffer_cluster.kernels.placement import MAX_POD_BYTES, MAX_POD_MILLICORES, NodeAllocations
 from puffer_cluster.replay.settings import GIB, ReplayError, ReplaySettings
 from puffer_cluster.traces import (
     BUILTIN_POD_SPEC_TEMPLATE_PATHS, Trace, TraceError, object_gvk, parse_gvk,

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from kernels.placement import MAX_POD_BYTES, MAX_POD_MILLICORES, NodeAllocations
+from puffer_cluster.kernels.placement import MAX_POD_BYTES, MAX_POD_MILLICORES, NodeAllocations
 from puffer_cluster.replay.settings import ReplaySettings
 
 UNLIMITED = 2**62

@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from kernels import replay as kernel
+from puffer_cluster.kernels import replay as kernel
 from puffer_cluster.config import ConfigError
 from puffer_cluster.replay.settings import GIB, ReplaySettings, replay_settings
 from puffer_cluster.replay.simulator import ReplayPod, Simulator

@@ -41,8 +41,8 @@ from typing import Callable
 
 import numpy as np
 
-from kernels import simarena as kernel
-from kernels.simarena import ACTION_NAMES
+from puffer_cluster.kernels import simarena as kernel
+from puffer_cluster.kernels.simarena import ACTION_NAMES
 from puffer_cluster.replay import ReplaySettings
 from puffer_cluster.run_records import observation_record, trace_record
 from puffer_cluster.simarena import (
