@@ -13,13 +13,14 @@ import puffer_cluster.kernels.cluster_ops as cluster_ops_kernel
 import puffer_cluster.kernels.simarena as simarena_kernel
 import puffer_cluster.kernels.world as world
 from puffer_cluster import GYM_ID as GARDENER_GYM_ID
-from puffer_cluster import cluster_ops, simarena
+from puffer_cluster import REPLAY_GYM_ID, cluster_ops, simarena
 from puffer_cluster.config import ConfigError, world_config
 from puffer_cluster.env import GardenerEnv, GardenerGymEnv, make_gardener_vecenv, world_params
 from puffer_cluster.policies import (
     CheckpointPolicy, ConstantPolicy, HeuristicPolicy, PolicyError, RandomPolicy, RulePolicy,
     checkpoint_path, shipped_checkpoints,
 )
+from puffer_cluster.replay import TraceReplayGymEnv, mixed
 from puffer_cluster.tables import format_gardener_table, statistics_row, summarize
 
 # A baseline: (num_agents, env params, config, seed) -> policy(observations, episode_start).
@@ -79,20 +80,34 @@ def _gardener_episode_env(config: dict, episodes: int, seed: int, heldout: bool 
     return GardenerEnv(num_envs=episodes, seed=seed, log_interval=2**62, **world_config(config))
 
 
+GARDENER_BASELINES = {
+    "random": seeded(RandomPolicy),
+    "heuristic": lambda num_agents, params, config, seed: HeuristicPolicy(
+        num_agents, params, config["heuristic"]),
+}
+
 GARDENER = EnvSpec(
     name="gardener", make_vecenv=make_gardener_vecenv, episode_env=_gardener_episode_env,
     obs_size=world.OBS_SIZE, num_actions=world.NUM_ACTIONS, action_names=world.ACTION_NAMES,
-    baselines={
-        "random": seeded(RandomPolicy),
-        "heuristic": lambda num_agents, params, config, seed: HeuristicPolicy(
-            num_agents, params, config["heuristic"]),
-    },
+    baselines=GARDENER_BASELINES,
     episode_stats=world.EPISODE_STATS, summarize=summarize, format_table=format_gardener_table,
     gym_id=GARDENER_GYM_ID, gym_env=GardenerGymEnv,
     check_config=lambda config: world_params(world_config(config)),
     agents_per_env=lambda config: config["env"]["agents_per_grid"],
     curve_statistic=("environment/oom_rate", "OOM per 100 steps"),
     teacher="heuristic", privileged_critic=True)
+
+# Trains on a mix of replayed traces and gardener worlds; evaluates on replays only (the eval
+# table on the training traces, the held-out curve on traces generated from eval_seed).
+REPLAY = EnvSpec(
+    name="replay", make_vecenv=mixed.make_replay_vecenv, episode_env=mixed.episode_env,
+    obs_size=world.OBS_SIZE, num_actions=world.NUM_ACTIONS, action_names=world.ACTION_NAMES,
+    baselines=GARDENER_BASELINES,
+    episode_stats=world.EPISODE_STATS, summarize=summarize, format_table=format_gardener_table,
+    gym_id=REPLAY_GYM_ID, gym_env=TraceReplayGymEnv, check_config=mixed.check_replay_config,
+    agents_per_env=lambda config: config["env"]["agents_per_grid"],
+    curve_statistic=("environment/oom_rate", "OOM per 100 steps"), teacher="heuristic",
+    privileged_critic=True)
 
 SIMARENA = EnvSpec(
     name="simarena", make_vecenv=simarena.make_simarena_vecenv, episode_env=simarena.episode_env,
@@ -127,7 +142,8 @@ CLUSTER_OPS = EnvSpec(
     check_config=lambda config: cluster_ops.cluster_ops_params(config.get("cluster_ops")),
     curve_statistic=("environment/resolved", "incidents resolved"))
 
-ENV_SPECS: dict[str, EnvSpec] = {spec.name: spec for spec in (GARDENER, SIMARENA, CLUSTER_OPS)}
+ENV_SPECS: dict[str, EnvSpec] = {spec.name: spec for spec in (GARDENER, SIMARENA, CLUSTER_OPS,
+                                                                REPLAY)}
 DEFAULT_ENV = GARDENER.name  # a table row without an "env" key is the gardener's
 
 

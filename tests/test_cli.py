@@ -140,7 +140,7 @@ def test_a_config_path_wins_and_unknown_names_list_the_shipped(tmp_path, monkeyp
     Path("quick.ini").write_text("[train]\nname = mine\n")
     assert load_config("quick.ini")["train"]["name"] == "mine"
     assert load_config(tmp_path / "quick.ini")["train"]["name"] == "mine"
-    with pytest.raises(ConfigError, match="shipped: cluster_ops, gardener, large, quick, scratch, simarena"):
+    with pytest.raises(ConfigError, match="shipped: cluster_ops, gardener, large, quick, replay, scratch, simarena"):
         load_config("quik")
     with pytest.raises(ConfigError, match="not found"):
         load_config("configs/quick.ini")  # a path, from a folder without it: not a name

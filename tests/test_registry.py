@@ -18,17 +18,19 @@ from puffer_cluster.simarena import SimArenaEnv
 from puffer_cluster.trainers.ppo import minibatch_indices, teacher_weight
 
 CONFIGS = {"gardener": None, "simarena": bundled_config_path("simarena.ini"),
-           "cluster_ops": bundled_config_path("cluster_ops.ini")}
+           "cluster_ops": bundled_config_path("cluster_ops.ini"),
+           "replay": bundled_config_path("replay.ini")}
 
 
 def small_config(name):
     return load_config(CONFIGS[name], ["--env.height", "6", "--env.width", "6",
                                        "--env.max-steps", "16", "--simarena.count", "8",
-                                       "--cluster_ops.max-steps", "16"])
+                                       "--cluster_ops.max-steps", "16",
+                                       "--replay.train-count", "4"])
 
 
 def test_an_unknown_env_name_is_one_config_error():
-    with pytest.raises(ConfigError, match="base.env_name must be one of gardener, simarena, cluster_ops, got 'gardner'"):
+    with pytest.raises(ConfigError, match="base.env_name must be one of gardener, simarena, cluster_ops, replay, got 'gardner'"):
         get_env_spec("gardner")
 
 

@@ -15,7 +15,9 @@ modules, in reading order:
 - `sizing`: the cluster a trace is replayed on, sized to the trace or fixed;
 - `timeline`: `compile_timeline` and the `Timeline` it returns, the kernel's stacked view;
 - `discovery`: trace files under a folder, timelines of a list of traces;
-- `envs`: `TraceReplayEnv` and `TraceReplayGymEnv`.
+- `envs`: `TraceReplayEnv` and `TraceReplayGymEnv`;
+- `mixed`: training on replays, `MixedVectorEnv` (replayed traces and gardener worlds in one
+  batch) and the `replay` registry entry's factories.
 
 Units: the timeline holds requested CPU and memory per node in units of one node's capacity.
 The dynamics (the trace's load added to a World v2 gardener world: usage noise, the leak
@@ -25,6 +27,7 @@ from puffer_cluster import REPLAY_GYM_ID as GYM_ID  # registered by the package
 from puffer_cluster.replay.cron import CronSchedule
 from puffer_cluster.replay.discovery import TRACE_SUFFIXES, find_trace_files, load_timelines
 from puffer_cluster.replay.envs import TraceReplayEnv, TraceReplayGymEnv
+from puffer_cluster.replay.mixed import MixedVectorEnv
 from puffer_cluster.replay.requests import pod_requests
 from puffer_cluster.kernels.placement import NONZERO_CPU_MILLICORES, NONZERO_MEMORY_BYTES, NodeAllocations
 from puffer_cluster.replay.settings import ReplayError, ReplaySettings, replay_settings
@@ -35,7 +38,7 @@ _CronSchedule = CronSchedule  # the name the tests import
 
 __all__ = [
     "GYM_ID", "NONZERO_CPU_MILLICORES", "NONZERO_MEMORY_BYTES", "TRACE_SUFFIXES", "CronSchedule",
-    "NodeAllocations", "ReplayError", "ReplayPod", "ReplaySettings", "Timeline", "TraceReplayEnv",
-    "TraceReplayGymEnv", "compile_timeline", "find_trace_files", "load_timelines",
+    "MixedVectorEnv", "NodeAllocations", "ReplayError", "ReplayPod", "ReplaySettings", "Timeline",
+    "TraceReplayEnv", "TraceReplayGymEnv", "compile_timeline", "find_trace_files", "load_timelines",
     "pod_requests", "replay_settings", "stack_timelines",
 ]

@@ -7,6 +7,7 @@ import gymnasium
 import numpy as np
 
 from puffer_cluster.kernels import replay as kernel
+from puffer_cluster.kernels.critic import NUM_CRITIC_FEATURES, write_critic_features
 from puffer_cluster.kernels.world import NUM_ACTIONS, OBS_SIZE
 from puffer_cluster.config import ConfigError, env_defaults
 from puffer_cluster.env import (
@@ -45,12 +46,14 @@ class TraceReplayEnv(KernelVectorEnv):
     pairs are the same for every policy. `num_envs` defaults to one grid per trace. `replay`
     overrides `[replay]` keys, the other keyword arguments `[env]` keys; the grid is the
     timelines' (see `load_timelines`). Agents are ordered grid by grid, infos are the mean
-    episode statistics every `log_interval` steps, as in `GardenerEnv`.
+    episode statistics every `log_interval` steps, `critic_features=True` appends the privileged
+    critic's features (`kernels.critic`, read from the replayed world), as in `GardenerEnv`.
     """
 
     def __init__(self, traces, num_envs: int | None = None, log_interval: int | None = None,
                  render_mode: str | None = "ansi", buf=None, seed: int = 0,
-                 replay: dict | ReplaySettings | None = None, **env_config):
+                 replay: dict | ReplaySettings | None = None, critic_features: bool = False,
+                 **env_config):
         defaults = env_defaults()
         _replay_setup(self, traces, replay, env_config)
         self.num_grids = int(num_envs if num_envs is not None else len(self.timelines))
@@ -58,7 +61,8 @@ class TraceReplayEnv(KernelVectorEnv):
             raise ConfigError("num_envs must be at least 1")
         self.log_interval = int(log_interval if log_interval is not None else defaults["log_interval"])
         self.render_mode = render_mode
-        self.single_observation_space = observation_space()
+        self.critic_features = NUM_CRITIC_FEATURES if critic_features else 0
+        self.single_observation_space = observation_space(OBS_SIZE + self.critic_features)
         self.single_action_space = gymnasium.spaces.Discrete(NUM_ACTIONS)
         self.num_agents = self.num_grids * self.params.agents_per_grid
         super().__init__(buf)
@@ -71,11 +75,15 @@ class TraceReplayEnv(KernelVectorEnv):
     def _reset_all(self):
         self._reset_kernel(self.state, self.params, self.replay_params, self.kernel_timelines,
                            self.observations)
+        if self.critic_features:
+            write_critic_features(self.state, self.params, self.observations)
 
     def _step_all(self, actions):
         self._step_kernel(self.state, self.params, self.replay_params, self.kernel_timelines,
                           actions, self.observations, self.rewards, self.terminals,
                           self.truncations, True)
+        if self.critic_features:
+            write_critic_features(self.state, self.params, self.observations)
 
     def render(self, grid: int = 0):
         return _render(self, grid, self.render_mode)

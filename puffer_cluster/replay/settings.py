@@ -45,6 +45,10 @@ class ReplaySettings:
     priority_annotation: str
     critical_prio: float
     pod_prio: float
+    train_fraction: float
+    train_traces: str
+    train_count: int
+    train_seed: int
 
     def __post_init__(self):
         checks = (
@@ -65,6 +69,9 @@ class ReplaySettings:
             (0.0 <= self.critical_prio <= 1.0, "critical_prio must be in [0, 1]"),
             (0.0 <= self.pod_prio <= 1.0, "pod_prio must be in [0, 1]"),
             (bool(self.virtual_ns_prefix), "virtual_ns_prefix must not be empty"),
+            (0.0 <= self.train_fraction <= 1.0, "train_fraction must be in [0, 1]"),
+            (self.train_count >= 1, "train_count must be at least 1"),
+            (self.train_seed >= 0, "train_seed must be >= 0"),
         )
         for ok, message in checks:
             if not ok:
