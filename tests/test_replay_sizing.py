@@ -37,6 +37,14 @@ def test_the_binding_resource_fills_the_configured_fraction():
     assert summary["peak_trace_cpu"] < 0.1
 
 
+def test_a_cluster_sized_to_the_trace_collapses_at_its_own_share_of_nodes():
+    # oom_limit is a fraction of the nodes: on the 4x4 cluster of a 16x16 [env] it counts 16 nodes.
+    few = make_trace((0, [deployment("web", replicas=2, cpu="100m", memory="100Mi")], []))
+    env = TraceReplayEnv(few, num_envs=1, height=16, width=16, oom_limit=0.25)
+    assert (env.params.height, env.params.width) == (4, 4)
+    assert env.params.oom_collapse_count == 4
+
+
 def test_many_pods_grow_the_grid_and_one_big_pod_gets_a_bigger_node():
     # 40 equal pods: a node each (6 x 7), the peak fills `fill` of the binding resource (CPU).
     many = make_trace((0, [deployment("web", replicas=40, cpu="100m", memory="100Mi")], []))

@@ -32,9 +32,11 @@ def _replay_setup(self, traces, replay, env_config):
     self.replay_params = self.settings.kernel_params()
     self.timelines = load_timelines(traces, params, self.settings)
     self.kernel_timelines = stack_timelines(self.timelines)
-    # The overlay world on the timelines' grid (the [env] grid, or smaller when sized to the traces).
-    self.params = self.settings.overlay_world(params)._replace(
-        height=self.timelines[0].height, width=self.timelines[0].width)
+    # The overlay world on the timelines' grid (the [env] grid, or smaller when sized to the
+    # traces), its node-count-derived parameters (oom_limit's collapse count) rebuilt for it.
+    sized = world_params({**env_config, "height": self.timelines[0].height,
+                          "width": self.timelines[0].width})
+    self.params = self.settings.overlay_world(sized)
 
 
 class TraceReplayEnv(KernelVectorEnv):
