@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from puffer_cluster.kernels.fixed import NEVER
+from puffer_cluster.kernels.fixed import NEVER, WHEEL_OOM
 from puffer_cluster.cluster_ops import ClusterOpsEnv
 from puffer_cluster.config import ConfigError, bundled_config_path, load_config
 from puffer_cluster.env import GardenerEnv
@@ -93,7 +93,9 @@ def test_state_dict_carries_the_event_kernels_wheel_and_sums():
     for _ in range(5):
         first.step(np.full(2, 5, dtype=np.int32))
     saved = first.state_dict()
-    assert saved["state"]["wheel"].shape == (2, 2, 17) and (saved["state"]["wheel"] != NEVER).any()
+    wheel = saved["state"]["wheel"]  # (grids, max_steps + 1, [cpu change, slope change, OOM list])
+    assert wheel.shape == (2, 17, 3)
+    assert wheel[..., :WHEEL_OOM].any() or (wheel[..., WHEEL_OOM] != NEVER).any()
     assert saved["state"]["sums"].shape == (2, 4) and saved["state"]["sums"].any()
     second.load_state_dict(saved)
     for name in ("nodes", "sums", "wheel"):
