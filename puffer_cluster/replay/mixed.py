@@ -58,8 +58,7 @@ class MixedVectorEnv(pufferlib.PufferEnv):
         if replay_grids < num_envs:
             grid = dict(height=timelines[0].height, width=timelines[0].width)
             world = GardenerEnv(num_envs=num_envs - replay_grids, buf=self._buffers(split, None),
-                                **common, **{**env_config, **grid})
-            world.first_grid = replay_grids
+                                first_grid=replay_grids, **common, **{**env_config, **grid})
             self._add(world, split, self.num_agents)
         # The teacher's geometry and costs: the same in both parts.
         self.params = self.parts[0].params
