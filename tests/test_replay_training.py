@@ -106,6 +106,24 @@ def test_held_out_traces_are_not_the_trained_ones_and_bad_values_are_config_erro
         check_replay_config(replay_config(tmp_path, "--replay.train-traces", str(tmp_path / "x")))
     with pytest.raises(ConfigError, match="train_fraction must be in"):
         check_replay_config(replay_config(tmp_path, "--replay.train-fraction", "1.5"))
+    for bad in ("1.5", "-0.1", "nan"):
+        with pytest.raises(ConfigError, match="train_busy_fraction"):
+            check_replay_config(replay_config(tmp_path, "--replay.train-busy-fraction", bad))
+
+
+def test_busy_clusters_follow_the_scenario_traces_with_pods_on_most_nodes(tmp_path):
+    plain = training_timelines(replay_config(tmp_path, "--replay.train-busy-fraction", "0"))
+    config = replay_config(tmp_path, "--replay.train-busy-fraction", "0.5")
+    mixed = training_timelines(config)
+    assert len(mixed) == 4
+    assert [t.mem.tobytes() for t in mixed[:2]] == [t.mem.tobytes() for t in plain[:2]]
+    loaded = [np.count_nonzero(t.mem[-1]) for t in mixed]
+    assert all((t.height, t.width) == (4, 4) for t in mixed)
+    assert min(loaded[2:]) > max(loaded[:2]) and min(loaded[2:]) >= 12
+    # The held-out traces are mixed alike, from their own seed.
+    held_out = heldout_timelines(config)
+    assert min(np.count_nonzero(t.mem[-1]) for t in held_out[2:]) >= 12
+    assert not {t.mem.tobytes() for t in held_out[2:]} & {t.mem.tobytes() for t in mixed[2:]}
 
 
 def test_the_registry_entry_trains_evaluates_on_held_out_replays_and_resumes_exactly(tmp_path):
