@@ -2,6 +2,8 @@
 determinism and resume, and the `replay` registry entry through the trainer."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -16,6 +18,10 @@ from puffer_cluster.replay.mixed import (
 )
 from puffer_cluster.trainers.checkpoint import load_checkpoint
 from puffer_cluster.trainers.ppo import train
+from puffer_cluster.validate import validate
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
 
 
 def replay_config(tmp_path=None, *overrides):
@@ -143,3 +149,20 @@ def test_the_registry_entry_trains_evaluates_on_held_out_replays_and_resumes_exa
     assert a["training"]["eval_history"] == b["training"]["eval_history"]
     assert a["training"]["history"] == b["training"]["history"]
     assert len(a["training"]["eval_history"]) == 3
+
+
+@pytest.mark.parametrize("trace", ["sim-arena/demo_trace-v2.msgpack",
+                                   "simkube/examples_traces_cronjob.sktrace"])
+def test_the_shipped_replay_checkpoint_beats_the_heuristic_on_shared_traces_it_never_saw(trace):
+    """checkpoints/replay_ppo.pt (README: how it was made), paired episodes: demo_trace-v2,
+    whose nodes' memory is mostly requests (the heuristic cleans them in vain, and random, which
+    seldom cleans, beats it), and a light trace, where the policy buys capacity."""
+    path = DATA / trace
+    if not path.is_file():
+        pytest.skip(f"shared test data not found: {path} (the traces live in ../shared/data, "
+                    "next to the project; see shared/data/README.md)")
+    result = validate(["heuristic", "random", str(ROOT / "checkpoints" / "replay_ppo.pt")], path,
+                      3, 0, load_config(), echo=lambda *_: None)
+    heuristic, random, ppo = result["traces"][0]["policies"]
+    assert ppo["reward_mean"] > max(heuristic["reward_mean"], random["reward_mean"])
+    assert ppo["wins"] == 3
