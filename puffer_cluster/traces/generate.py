@@ -23,6 +23,10 @@ sim-arena's KWOK nodes); the target Deployment is `default/web`:
 
 Half of the traces (drawn) also run a small `background` Deployment (1-4 pods of 0.5-2 CPU and
 512Mi-4Gi), applied in the same event before `web`, so that nodes are not empty.
+
+`generate_busy_trace(seed, index)` is no scenario but a busy cluster for training on replays
+(`[replay] train_busy_fraction`): many Deployments whose pods fill most nodes, their memory
+mostly requests.
 """
 from __future__ import annotations
 
