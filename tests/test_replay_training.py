@@ -2,6 +2,8 @@
 determinism and resume, and the `replay` registry entry through the trainer."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -16,6 +18,10 @@ from puffer_cluster.replay.mixed import (
 )
 from puffer_cluster.trainers.checkpoint import load_checkpoint
 from puffer_cluster.trainers.ppo import train
+from puffer_cluster.validate import validate
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
 
 
 def replay_config(tmp_path=None, *overrides):
@@ -106,6 +112,24 @@ def test_held_out_traces_are_not_the_trained_ones_and_bad_values_are_config_erro
         check_replay_config(replay_config(tmp_path, "--replay.train-traces", str(tmp_path / "x")))
     with pytest.raises(ConfigError, match="train_fraction must be in"):
         check_replay_config(replay_config(tmp_path, "--replay.train-fraction", "1.5"))
+    for bad in ("1.5", "-0.1", "nan"):
+        with pytest.raises(ConfigError, match="train_busy_fraction"):
+            check_replay_config(replay_config(tmp_path, "--replay.train-busy-fraction", bad))
+
+
+def test_busy_clusters_follow_the_scenario_traces_with_pods_on_most_nodes(tmp_path):
+    plain = training_timelines(replay_config(tmp_path, "--replay.train-busy-fraction", "0"))
+    config = replay_config(tmp_path, "--replay.train-busy-fraction", "0.5")
+    mixed = training_timelines(config)
+    assert len(mixed) == 4
+    assert [t.mem.tobytes() for t in mixed[:2]] == [t.mem.tobytes() for t in plain[:2]]
+    loaded = [np.count_nonzero(t.mem[-1]) for t in mixed]
+    assert all((t.height, t.width) == (4, 4) for t in mixed)
+    assert min(loaded[2:]) > max(loaded[:2]) and min(loaded[2:]) >= 12
+    # The held-out traces are mixed alike, from their own seed.
+    held_out = heldout_timelines(config)
+    assert min(np.count_nonzero(t.mem[-1]) for t in held_out[2:]) >= 12
+    assert not {t.mem.tobytes() for t in held_out[2:]} & {t.mem.tobytes() for t in mixed[2:]}
 
 
 def test_the_registry_entry_trains_evaluates_on_held_out_replays_and_resumes_exactly(tmp_path):
@@ -125,3 +149,20 @@ def test_the_registry_entry_trains_evaluates_on_held_out_replays_and_resumes_exa
     assert a["training"]["eval_history"] == b["training"]["eval_history"]
     assert a["training"]["history"] == b["training"]["history"]
     assert len(a["training"]["eval_history"]) == 3
+
+
+@pytest.mark.parametrize("trace", ["sim-arena/demo_trace-v2.msgpack",
+                                   "simkube/examples_traces_cronjob.sktrace"])
+def test_the_shipped_replay_checkpoint_beats_the_heuristic_on_shared_traces_it_never_saw(trace):
+    """checkpoints/replay_ppo.pt (README: how it was made), paired episodes: demo_trace-v2,
+    whose nodes' memory is mostly requests (the heuristic cleans them in vain, and random, which
+    seldom cleans, beats it), and a light trace, where the policy buys capacity."""
+    path = DATA / trace
+    if not path.is_file():
+        pytest.skip(f"shared test data not found: {path} (the traces live in ../shared/data, "
+                    "next to the project; see shared/data/README.md)")
+    result = validate(["heuristic", "random", str(ROOT / "checkpoints" / "replay_ppo.pt")], path,
+                      3, 0, load_config(), echo=lambda *_: None)
+    heuristic, random, ppo = result["traces"][0]["policies"]
+    assert ppo["reward_mean"] > max(heuristic["reward_mean"], random["reward_mean"])
+    assert ppo["wins"] == 3

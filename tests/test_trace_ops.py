@@ -2,6 +2,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from puffer_cluster.cli import main as cli_main
@@ -17,7 +18,7 @@ from puffer_cluster.traces import (
     save_trace,
 )
 from puffer_cluster.traces.generate import (
-    GENERATED_INDEX, SCENARIOS, generate_trace, generate_traces, write_traces,
+    GENERATED_INDEX, SCENARIOS, generate_busy_trace, generate_trace, generate_traces, write_traces,
 )
 from puffer_cluster.traces.ops import (
     AmbiguousDeploymentError,
@@ -37,6 +38,7 @@ from puffer_cluster.traces.ops import (
     scale_down,
     scale_up,
 )
+from puffer_cluster.traces.quantity import cpu_millicores, memory_bytes
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MIB, GIB = 2**20, 2**30
@@ -348,6 +350,27 @@ def test_generator_is_deterministic_and_covers_every_scenario(tmp_path):
     assert generate_traces(3, scenarios=["mem-heavy"])[2].scenario == "mem-heavy"
     with pytest.raises(ValueError, match="unknown scenario"):
         generate_traces(1, scenarios=["cpu-gigantic"])
+
+
+def test_busy_traces_are_deterministic_v2_traces_within_their_node_count():
+    first = [dump_trace(generate_busy_trace(7, i)) for i in range(6)]
+    assert first == [dump_trace(generate_busy_trace(7, i)) for i in range(6)]
+    assert first != [dump_trace(generate_busy_trace(8, i)) for i in range(6)]
+    for data in first:
+        trace = load_trace(data)
+        assert dump_trace(trace) == data and trace.version == 2
+        pods = []
+        for obj in trace.events[0].applied_objs:
+            requests = obj["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
+            lifecycles = trace.pod_lifecycles[("apps/v1.Deployment", f"{obj['metadata']['namespace']}/"
+                                               f"{obj['metadata']['name']}")]
+            assert [len(v) for v in lifecycles.values()] == [obj["spec"]["replicas"]]
+            pods += [(cpu_millicores(requests["cpu"]) / 16_000, memory_bytes(requests["memory"]) / (32 * GIB))
+                     ] * obj["spec"]["replicas"]
+        demand, largest = np.sum(pods, axis=0), np.max(pods, axis=0)
+        assert len(pods) >= 4 and demand.max() <= 16 * largest.max()
+    with pytest.raises(ValueError, match="seed and index"):
+        generate_busy_trace(-1)
 
 
 def test_scenarios_start_broken_as_described():

@@ -14,7 +14,7 @@ from puffer_cluster.env import (
 from puffer_cluster.replay.discovery import load_timelines
 from puffer_cluster.replay.envs import TraceReplayEnv
 from puffer_cluster.replay.settings import ReplaySettings, replay_settings
-from puffer_cluster.traces.generate import generate_traces
+from puffer_cluster.traces.generate import generate_busy_trace, generate_traces
 
 BUFFERS = ("observations", "rewards", "terminals", "truncations", "masks", "actions")
 
@@ -103,14 +103,18 @@ class MixedVectorEnv(pufferlib.PufferEnv):
 
 
 def _generated(count: int, seed: int, settings: ReplaySettings) -> list:
-    return [item.trace for item in generate_traces(
-        count, seed, node_cpu_millicores=settings.node_cpu_millicores,
-        node_memory_bytes=settings.node_memory_bytes)]
+    """`count` demo traces from `seed`: scenario traces, then `train_busy_fraction` of them
+    (rounded) busy clusters."""
+    busy = int(round(settings.train_busy_fraction * count))
+    sizes = dict(node_cpu_millicores=settings.node_cpu_millicores,
+                 node_memory_bytes=settings.node_memory_bytes)
+    return ([item.trace for item in generate_traces(count - busy, seed, **sizes)]
+            + [generate_busy_trace(seed, i, **sizes) for i in range(busy)])
 
 
 def training_timelines(config: dict) -> list:
     """The timelines trained on: `[replay] train_traces`, or `train_count` demo traces generated
-    from `train_seed`."""
+    from `train_seed` (`train_busy_fraction` of them busy clusters)."""
     settings = replay_settings(config)
     traces = settings.train_traces or _generated(settings.train_count, settings.train_seed, settings)
     return load_timelines(traces, world_params(world_config(config)), settings)

@@ -49,6 +49,7 @@ class ReplaySettings:
     train_traces: str
     train_count: int
     train_seed: int
+    train_busy_fraction: float
 
     def __post_init__(self):
         checks = (
@@ -72,6 +73,7 @@ class ReplaySettings:
             (0.0 <= self.train_fraction <= 1.0, "train_fraction must be in [0, 1]"),
             (self.train_count >= 1, "train_count must be at least 1"),
             (self.train_seed >= 0, "train_seed must be >= 0"),
+            (0.0 <= self.train_busy_fraction <= 1.0, "train_busy_fraction must be in [0, 1]"),
         )
         for ok, message in checks:
             if not ok:

@@ -23,6 +23,10 @@ sim-arena's KWOK nodes); the target Deployment is `default/web`:
 
 Half of the traces (drawn) also run a small `background` Deployment (1-4 pods of 0.5-2 CPU and
 512Mi-4Gi), applied in the same event before `web`, so that nodes are not empty.
+
+`generate_busy_trace(seed, index)` is no scenario but a busy cluster for training on replays
+(`[replay] train_busy_fraction`): many Deployments whose pods fill most nodes, their memory
+mostly requests.
 """
 from __future__ import annotations
 
@@ -39,11 +43,13 @@ from puffer_cluster.traces.ops import format_cpu, format_memory
 from puffer_cluster.traces.simkube import Trace, TraceEvent, save_json_trace, save_trace
 
 __all__ = [
+    "BUSY_NAMESPACES",
     "GENERATED_INDEX",
     "SCENARIOS",
     "SCENARIO_INFO",
     "GeneratedTrace",
     "ScenarioInfo",
+    "generate_busy_trace",
     "generate_trace",
     "generate_traces",
     "object_hash",
@@ -144,6 +150,28 @@ def _draw(rng: np.random.Generator, low: int, high: int) -> int:
     return int(rng.integers(low, high + 1))
 
 
+def _trace(applied: list[dict[str, Any]], metadata: dict[str, Any]) -> Trace:
+    """A v2 trace that applies the Deployments `applied` at START_TS, every replica Running from
+    the next second on, with sim-arena's top-level `metadata`."""
+    index_map = {f"{obj['metadata']['namespace']}/{obj['metadata']['name']}": object_hash(obj)
+                 for obj in applied}
+    lifecycles = {
+        (DEPLOYMENT_GVK, f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"): {
+            object_hash(obj["spec"]["template"]): [{"Running": START_TS + 1}
+                                                   for _ in range(obj["spec"]["replicas"])]
+        }
+        for obj in applied if obj["spec"]["replicas"] > 0
+    }
+    return Trace(
+        config={"trackedObjects": {DEPLOYMENT_GVK: {"podSpecTemplatePaths": ["/spec/template"],
+                                                    "trackLifecycle": True}}},
+        events=[TraceEvent(ts=START_TS, applied_objs=applied, deleted_objs=[])],
+        index={DEPLOYMENT_GVK: index_map},
+        pod_lifecycles=lifecycles,
+        extra_fields={"metadata": metadata},
+    )
+
+
 def generate_trace(scenario: str, seed: int = 0, index: int = 0, *,
                    node_cpu_millicores: int = 16_000, node_memory_bytes: int = 32 * GIB,
                    deploy: str = "web", namespace: str = "default") -> GeneratedTrace:
@@ -181,15 +209,6 @@ def generate_trace(scenario: str, seed: int = 0, index: int = 0, *,
                                    "ghcr.io/example/background:1.0"))
     applied.append(_deployment(deploy, namespace, replicas, cpu, memory, "ghcr.io/example/web:1.0"))
 
-    index_map = {f"{obj['metadata']['namespace']}/{obj['metadata']['name']}": object_hash(obj)
-                 for obj in applied}
-    lifecycles = {
-        (DEPLOYMENT_GVK, f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"): {
-            object_hash(obj["spec"]["template"]): [{"Running": START_TS + 1}
-                                                   for _ in range(obj["spec"]["replicas"])]
-        }
-        for obj in applied if obj["spec"]["replicas"] > 0
-    }
     info = SCENARIO_INFO[scenario]
     metadata = {
         "description": f"{scenario}: {replicas} x ({format_cpu(cpu)} CPU, {format_memory(memory)}) "
@@ -206,17 +225,53 @@ def generate_trace(scenario: str, seed: int = 0, index: int = 0, *,
                       "node_cpu": format_cpu(node_cpu_millicores),
                       "node_memory": format_memory(node_memory_bytes)},
     }
-    trace = Trace(
-        config={"trackedObjects": {DEPLOYMENT_GVK: {"podSpecTemplatePaths": ["/spec/template"],
-                                                    "trackLifecycle": True}}},
-        events=[TraceEvent(ts=START_TS, applied_objs=applied, deleted_objs=[])],
-        index={DEPLOYMENT_GVK: index_map},
-        pod_lifecycles=lifecycles,
-        extra_fields={"metadata": metadata},
-    )
+    trace = _trace(applied, metadata)
     return GeneratedTrace(name=f"trace-{index:04d}-{scenario}", scenario=scenario, trace=trace,
                           target=target, cpu_millicores=cpu, memory_bytes=memory,
                           replicas=replicas, background_pods=background_pods)
+
+
+# A busy cluster's namespaces; kube-system's pods are critical under the default [replay] keys.
+BUSY_NAMESPACES = ("default", "apps", "batch", "monitoring", "web", "kube-system")
+
+
+def generate_busy_trace(seed: int = 0, index: int = 0, *, node_cpu_millicores: int = 16_000,
+                        node_memory_bytes: int = 32 * GIB, max_nodes: int = 16) -> Trace:
+    """A busy cluster, for training on replays: up to 12 Deployments of 1-6 replicas in namespaces
+    drawn from BUSY_NAMESPACES, each pod requesting 1/32 to 1/2 of a node's memory and its memory
+    share times 1/8 to 2 of a node's CPU (both log-uniform: most pods bind on memory, some on
+    CPU), replicas and Deployments cut so that the requests stay within `max_nodes` largest pods
+    (sized to the trace, the cluster has about that many nodes: 16, the 4x4 cluster of the
+    scenario traces). Most nodes hold pods and much of their memory is requests, which CLEAN
+    does not free, unlike the scenarios' few pods on mostly empty nodes. Drawn from
+    `numpy.random.default_rng([seed, index, 1])`: the same seed gives the same trace."""
+    if seed < 0 or index < 0:
+        raise ValueError("seed and index must be >= 0")
+    rng = np.random.default_rng([seed, index, 1])
+    applied = []
+    total, largest = np.zeros(2), np.zeros(2)  # node shares: cpu, memory
+    for d in range(_draw(rng, 4, 12)):
+        memory_share = 2.0 ** rng.uniform(-5, -1)
+        cpu_share = min(1.0, memory_share * 2.0 ** rng.uniform(-3, 1))
+        namespace, replicas = str(rng.choice(BUSY_NAMESPACES)), _draw(rng, 1, 6)
+        pod, top = np.array([cpu_share, memory_share]), np.maximum(largest, (cpu_share, memory_share))
+        while replicas and (total + replicas * pod).max() > max_nodes * top.max():
+            replicas -= 1
+        if not replicas:
+            break
+        total, largest = total + replicas * pod, top
+        applied.append(_deployment(
+            f"service-{d}", namespace, replicas, max(1, round(cpu_share * node_cpu_millicores)),
+            MIB * max(1, round(memory_share * node_memory_bytes / MIB)),
+            f"ghcr.io/example/service-{d}:1.0"))
+    metadata = {
+        "description": f"busy cluster: {len(applied)} Deployments of "
+                       f"{sum(obj['spec']['replicas'] for obj in applied)} pods",
+        "generator": {"tool": "puffer-cluster traces generate (busy)", "seed": seed, "index": index,
+                      "node_cpu": format_cpu(node_cpu_millicores),
+                      "node_memory": format_memory(node_memory_bytes)},
+    }
+    return _trace(applied, metadata)
 
 
 def generate_traces(count: int, seed: int = 0, scenarios: tuple[str, ...] | list[str] = SCENARIOS,
