@@ -28,9 +28,9 @@ from puffer_cluster.kernels.fixed import (
     WHEEL_CPU, WHEEL_OOM, WHEEL_SLOPE, clean_waste_nb, entropy_integral_nb, mean_load_nb,
     oom_cost_nb,
 )
-from puffer_cluster.kernels.rng import STREAM_SPIKE_COUNT, STREAM_SPIKE_NODE
 from puffer_cluster.kernels.rules import (
-    draw_spike, land_spike, mem_now, observe_grid, restart_node, start_episode, uniform,
+    land_spike, mem_now, observe_grid, restart_node, spike_draws, spike_node, spike_size,
+    start_episode,
 )
 
 # Rows of state.sums[g].
@@ -66,9 +66,9 @@ def _prefetch_grid(state, params, g):
     t = state.step[g] + 1
     if t <= params.max_steps:
         _prefetch(state.wheel[g], t, 0)
-    seed = state.episode_seed[g]
-    for j in range(int(params.spike_rate * count + uniform(seed, t, 0, STREAM_SPIKE_COUNT))):
-        _prefetch(nodes, min(int(uniform(seed, t, j, STREAM_SPIKE_NODE) * count), count - 1), 0)
+    spikes, node_stream, _ = spike_draws(params, state.episode_seed[g], t, count)
+    for j in range(spikes):
+        _prefetch(nodes, spike_node(node_stream, j, count), 0)
     for a in range(params.agents_per_grid):
         for dy in range(-1, 2):
             y = state.agent_y[g, a] + dy
@@ -217,11 +217,11 @@ def _step_grid(state, params, g, actions, observations, rewards, terminals, trun
     # 3. New CPU spikes land; an overload's memory jump moves the node's OOM.
     seed = state.episode_seed[g]
     overloads = 0
-    spikes = int(params.spike_rate * count + uniform(seed, t, 0, STREAM_SPIKE_COUNT))
+    spikes, node_stream, size_stream = spike_draws(params, seed, t, count)
     for j in range(spikes):
-        i, size = draw_spike(params, seed, t, j, count)
+        i = spike_node(node_stream, j, count)
         _cpu_account(params, sums, nodes, wheel, i, t, -1)
-        if land_spike(params, table, nodes, i, t, size):
+        if land_spike(params, table, nodes, i, t, spike_size(params, size_stream, j)):
             overloads += 1
             sums[MEM_SUM] += params.jump_fx
             _schedule_oom(params, table, nodes, wheel, i, t)

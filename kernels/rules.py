@@ -18,7 +18,8 @@ from puffer_cluster.kernels.fixed import (
 )
 from puffer_cluster.kernels.rng import (
     STREAM_BASE_LOAD, STREAM_CRITICAL, STREAM_EPISODE, STREAM_LEAK, STREAM_MEM_INIT,
-    STREAM_PRIO, STREAM_SPIKE_COUNT, STREAM_SPIKE_NODE, STREAM_SPIKE_SIZE, counter_hash_nb,
+    STREAM_PRIO, STREAM_SPIKE_COUNT, STREAM_SPIKE_NODE, STREAM_SPIKE_SIZE, counter_hash_nb, fold,
+    stream_state, unit_float_nb,
 )
 from puffer_cluster.kernels.world import NUM_CHANNELS, OBS_BUDGET, OBS_X, OBS_Y, OUTSIDE, SCALE_HALF
 
@@ -110,12 +111,27 @@ def rescale_node(table, nodes, i, t, new_cap):
 
 
 @njit(inline="always")
-def draw_spike(params, seed, t, j, count):
-    """Spike j of step t: its node and its size (absolute load, ONE units)."""
-    i = min(int(uniform(seed, t, j, STREAM_SPIKE_NODE) * count), count - 1)
+def spike_draws(params, seed, t, count):
+    """Step t's number of spikes, and the hash states their nodes and sizes are drawn from
+    (folded once per step, not per spike)."""
+    spikes = int(params.spike_rate * count + uniform(seed, t, 0, STREAM_SPIKE_COUNT))
+    step = np.uint64(t)
+    return spikes, stream_state(seed, step, STREAM_SPIKE_NODE), \
+        stream_state(seed, step, STREAM_SPIKE_SIZE)
+
+
+@njit(inline="always")
+def spike_node(node_stream, j, count):
+    """The node spike j lands on, from `spike_draws`' node stream."""
+    return min(int(unit_float_nb(fold(node_stream, np.uint64(j))) * count), count - 1)
+
+
+@njit(inline="always")
+def spike_size(params, size_stream, j):
+    """The size of spike j (absolute load, ONE units), from `spike_draws`' size stream."""
     size = params.spike_min + (params.spike_max - params.spike_min) \
-        * uniform(seed, t, j, STREAM_SPIKE_SIZE)
-    return i, to_fixed_nb(size, ONE)
+        * unit_float_nb(fold(size_stream, np.uint64(j)))
+    return to_fixed_nb(size, ONE)
 
 
 @njit(inline="always")
@@ -136,10 +152,10 @@ def land_spike(params, table, nodes, i, t, size):
 def land_spikes(params, table, nodes, seed, t, count):
     """Step t's spikes: a seeded number of them land on seeded nodes. Returns the overloads."""
     overloads = 0
-    spikes = int(params.spike_rate * count + uniform(seed, t, 0, STREAM_SPIKE_COUNT))
+    spikes, node_stream, size_stream = spike_draws(params, seed, t, count)
     for j in range(spikes):
-        i, size = draw_spike(params, seed, t, j, count)
-        overloads += land_spike(params, table, nodes, i, t, size)
+        overloads += land_spike(params, table, nodes, spike_node(node_stream, j, count), t,
+                                spike_size(params, size_stream, j))
     return overloads
 
 
