@@ -24,7 +24,7 @@ from numba.extending import intrinsic
 from puffer_cluster.kernels.dense import CHUNK, apply_actions
 from puffer_cluster.kernels.fast import settle_grid
 from puffer_cluster.kernels.fixed import (
-    CPU_BASE, FADE, G_ONE, LEAK, NEVER, ONE, OOM_DUE, OOM_NEXT, OOM_PREV, PRIO, SPIKE, SPIKE_T,
+    CPU_BASE, FADE, G_ONE, LEAK, MEM, NEVER, ONE, OOM_DUE, OOM_NEXT, OOM_PREV, PRIO, SPIKE, SPIKE_T,
     WHEEL_CPU, WHEEL_OOM, WHEEL_SLOPE, clean_waste_nb, entropy_integral_nb, mean_load_nb,
     oom_cost_nb,
 )
@@ -200,6 +200,26 @@ def _rebuild_grid(state, params, g):
 
 
 @njit(inline="always")
+def _start_grid(state, params, g):
+    """A new episode on grid g, with its sums and wheel: `_rebuild_grid` for a fresh world, where
+    no spike has landed yet (every cpu flat at its base, no phase change due)."""
+    start_episode(state, params, g)
+    sums, nodes, wheel = state.sums[g], state.nodes[g], state.wheel[g]
+    table = params.entropy_integral
+    wheel[:, WHEEL_CPU] = 0
+    wheel[:, WHEEL_SLOPE] = 0
+    wheel[:, WHEEL_OOM] = NEVER
+    mem_sum = mem_rate = cpu_sum = 0
+    for i in range(params.height * params.width):
+        mem_sum += nodes[i, MEM]
+        mem_rate += nodes[i, LEAK]
+        cpu_sum += min(ONE, nodes[i, CPU_BASE])
+        nodes[i, OOM_DUE] = NEVER
+        _schedule_oom(params, table, nodes, wheel, i, 1)
+    sums[MEM_SUM], sums[MEM_RATE], sums[CPU_SUM], sums[CPU_SLOPE] = mem_sum, mem_rate, cpu_sum, 0
+
+
+@njit(inline="always")
 def _step_grid(state, params, g, actions, observations, rewards, terminals, truncations, auto_reset):
     count = params.height * params.width
     invalid, waste = apply_actions(state, params, g, actions, _action_hook)
@@ -255,15 +275,13 @@ def _step_grid(state, params, g, actions, observations, rewards, terminals, trun
                        params.max_steps, rewards, terminals, truncations)
     if done and auto_reset:
         state.episode[g] += np.uint64(1)
-        start_episode(state, params, g)
-        _rebuild_grid(state, params, g)
+        _start_grid(state, params, g)
     observe_grid(state, params, g, observations)
 
 
 @njit(inline="always")
 def _reset_grid(state, params, g, observations):
-    start_episode(state, params, g)
-    _rebuild_grid(state, params, g)
+    _start_grid(state, params, g)
     observe_grid(state, params, g, observations)
 
 

@@ -33,7 +33,7 @@ STREAM_SPIKE_NODE = np.uint64(11)
 STREAM_SPIKE_SIZE = np.uint64(12)
 
 
-@register_jitable(inline="always")
+@register_jitable
 def fold(z, counter):
     """One counter folded into the hash state, then SplitMix64's finaliser (a bijection with
     full avalanche) scrambles it."""
@@ -43,7 +43,7 @@ def fold(z, counter):
     return z ^ (z >> SHIFT_31)
 
 
-@register_jitable(inline="always")
+@register_jitable
 def stream_state(seed, step, stream):
     """The hash state after folding in the stream and the step: what every draw of one stream
     at one step shares, so a loop over nodes (a step's spikes, a reset's nodes) folds it once."""

@@ -50,11 +50,18 @@ def start_episode(state, params, g):
     state.episode_seed[g] = seed
     nodes = state.nodes[g]
     nodes[:, :] = 0
+    step = np.uint64(0)
+    base_stream, mem_stream = stream_state(seed, step, STREAM_BASE_LOAD), \
+        stream_state(seed, step, STREAM_MEM_INIT)
+    leak_stream, prio_stream = stream_state(seed, step, STREAM_LEAK), \
+        stream_state(seed, step, STREAM_PRIO)
+    critical_stream = stream_state(seed, step, STREAM_CRITICAL)
     for i in range(params.height * params.width):
+        node = np.uint64(i)
         base, mem, leak, prio = initial_node_nb(
-            params, uniform(seed, 0, i, STREAM_BASE_LOAD), uniform(seed, 0, i, STREAM_MEM_INIT),
-            uniform(seed, 0, i, STREAM_LEAK), uniform(seed, 0, i, STREAM_PRIO),
-            uniform(seed, 0, i, STREAM_CRITICAL))
+            params, unit_float_nb(fold(base_stream, node)), unit_float_nb(fold(mem_stream, node)),
+            unit_float_nb(fold(leak_stream, node)), unit_float_nb(fold(prio_stream, node)),
+            unit_float_nb(fold(critical_stream, node)))
         nodes[i, MEM] = mem
         nodes[i, LEAK] = leak
         nodes[i, CPU_BASE] = base
