@@ -3,8 +3,9 @@ reference's arithmetic (`kernels.reference`), `prange` over grids. Integer sums 
 thread count never changes a bit.
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
+from puffer_cluster.kernels.drivers import grid_drivers
 from puffer_cluster.kernels.fast import move_agent, settle_grid
 from puffer_cluster.kernels.fixed import CAP, clean_waste_nb, mean_load_nb, oom_cost_nb
 from puffer_cluster.kernels.rules import (
@@ -105,12 +106,6 @@ def _reset_grid(state, params, g, observations):
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def _reset_range(state, params, first, last, observations):
-    for g in range(first, last):
-        _reset_grid(state, params, g, observations)
-
-
-@njit(nogil=True, cache=True, _nrt=False)
 def _step_range(state, params, first, last, actions, observations, rewards, terminals,
                 truncations, auto_reset):
     for g in range(first, last):
@@ -118,33 +113,5 @@ def _step_range(state, params, first, last, actions, observations, rewards, term
                    auto_reset)
 
 
-def _reset_grids(state, params, observations):
-    grids = state.step.shape[0]
-    for chunk in prange((grids + CHUNK - 1) // CHUNK):
-        _reset_range(state, params, chunk * CHUNK, min(grids, (chunk + 1) * CHUNK), observations)
-
-
-def _step(state, params, actions, observations, rewards, terminals, truncations, auto_reset):
-    grids = state.step.shape[0]
-    for chunk in prange((grids + CHUNK - 1) // CHUNK):
-        _step_range(state, params, chunk * CHUNK, min(grids, (chunk + 1) * CHUNK), actions,
-                    observations, rewards, terminals, truncations, auto_reset)
-
-
-def _reset_grids_one_thread(state, params, observations):
-    _reset_range(state, params, 0, state.step.shape[0], observations)
-
-
-def _step_one_thread(state, params, actions, observations, rewards, terminals, truncations,
-                     auto_reset):
-    _step_range(state, params, 0, state.step.shape[0], actions, observations, rewards, terminals,
-                truncations, auto_reset)
-
-
 # Many grids: one thread per chunk of grids. One grid (the Gymnasium env): no thread start-up.
-# Separate Python functions, not one compiled twice: Numba's on-disk cache is keyed by the
-# function, so a parallel and a serial build of one function would load each other's code.
-reset_grids = njit(parallel=True, nogil=True, cache=True)(_reset_grids)
-step = njit(parallel=True, nogil=True, cache=True)(_step)
-reset_grids_serial = njit(nogil=True, cache=True)(_reset_grids_one_thread)
-step_serial = njit(nogil=True, cache=True)(_step_one_thread)
+reset_grids, step, reset_grids_serial, step_serial = grid_drivers(_reset_grid, _step_range, CHUNK)

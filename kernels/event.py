@@ -17,11 +17,12 @@ same bits.
 """
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 from puffer_cluster.kernels.dense import CHUNK, apply_actions
+from puffer_cluster.kernels.drivers import grid_drivers
 from puffer_cluster.kernels.fast import settle_grid
 from puffer_cluster.kernels.fixed import (
     CPU_BASE, FADE, G_ONE, LEAK, MEM, NEVER, ONE, OOM_DUE, OOM_NEXT, OOM_PREV, PRIO, SPIKE, SPIKE_T,
@@ -294,12 +295,6 @@ def rebuild_grids(state, params):
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def _reset_range(state, params, first, last, observations):
-    for g in range(first, last):
-        _reset_grid(state, params, g, observations)
-
-
-@njit(nogil=True, cache=True, _nrt=False)
 def _step_range(state, params, first, last, actions, observations, rewards, terminals,
                 truncations, auto_reset):
     _prefetch_grid(state, params, first)
@@ -310,31 +305,5 @@ def _step_range(state, params, first, last, actions, observations, rewards, term
                    auto_reset)
 
 
-def _reset_grids(state, params, observations):
-    grids = state.step.shape[0]
-    for chunk in prange((grids + CHUNK - 1) // CHUNK):
-        _reset_range(state, params, chunk * CHUNK, min(grids, (chunk + 1) * CHUNK), observations)
-
-
-def _step(state, params, actions, observations, rewards, terminals, truncations, auto_reset):
-    grids = state.step.shape[0]
-    for chunk in prange((grids + CHUNK - 1) // CHUNK):
-        _step_range(state, params, chunk * CHUNK, min(grids, (chunk + 1) * CHUNK), actions,
-                    observations, rewards, terminals, truncations, auto_reset)
-
-
-def _reset_grids_one_thread(state, params, observations):
-    _reset_range(state, params, 0, state.step.shape[0], observations)
-
-
-def _step_one_thread(state, params, actions, observations, rewards, terminals, truncations,
-                     auto_reset):
-    _step_range(state, params, 0, state.step.shape[0], actions, observations, rewards, terminals,
-                truncations, auto_reset)
-
-
 # As in kernels.dense: parallel over grids, and a serial build for one grid.
-reset_grids = njit(parallel=True, nogil=True, cache=True)(_reset_grids)
-step = njit(parallel=True, nogil=True, cache=True)(_step)
-reset_grids_serial = njit(nogil=True, cache=True)(_reset_grids_one_thread)
-step_serial = njit(nogil=True, cache=True)(_step_one_thread)
+reset_grids, step, reset_grids_serial, step_serial = grid_drivers(_reset_grid, _step_range, CHUNK)

@@ -73,6 +73,18 @@ def observation_space(size: int = OBS_SIZE, low: float = -1.0, high: float = 1.0
     return gymnasium.spaces.Box(low=low, high=high, shape=(size,), dtype=np.float32)
 
 
+def set_gardener_spaces(env, num_agents: int, render_mode: str | None,
+                        critic_features: bool) -> None:
+    """What a native env behind the gardener's contract sets before PufferLib allocates its
+    buffers: `num_agents` agents, each seeing OBS_SIZE floats (then the privileged critic's
+    features when `critic_features`) and choosing one of NUM_ACTIONS actions; its render mode."""
+    env.render_mode = render_mode
+    env.critic_features = NUM_CRITIC_FEATURES if critic_features else 0
+    env.single_observation_space = observation_space(OBS_SIZE + env.critic_features)
+    env.single_action_space = gymnasium.spaces.Discrete(NUM_ACTIONS)
+    env.num_agents = num_agents
+
+
 def as_action_array(actions, count: int, num_actions: int = NUM_ACTIONS) -> np.ndarray:
     """Actions as a writable, contiguous int32 array (one compiled kernel signature); integral
     floats are accepted, NaN/inf/fractions are refused; out-of-range values stay out of range
@@ -235,11 +247,8 @@ class GardenerEnv(KernelVectorEnv):
         _checked_int("seed", seed, 0)
         self.kernel = world_kernel(kernel)
         self.params = world_params(env_config)
-        self.render_mode = render_mode
-        self.critic_features = NUM_CRITIC_FEATURES if critic_features else 0
-        self.single_observation_space = observation_space(OBS_SIZE + self.critic_features)
-        self.single_action_space = gymnasium.spaces.Discrete(NUM_ACTIONS)
-        self.num_agents = self.num_grids * self.params.agents_per_grid
+        set_gardener_spaces(self, self.num_grids * self.params.agents_per_grid, render_mode,
+                            critic_features)
         super().__init__(buf)
         self.state = allocate_state(self.num_grids, self.params, event=self.kernel is event)
         self.seed, self.first_grid = int(seed), _checked_int("first_grid", first_grid, 0)

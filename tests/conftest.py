@@ -163,9 +163,28 @@ def random_actions(rng, count, low=0, high=8):
     return rng.integers(low, high, size=count).astype(np.int32)
 
 
+# What the tests' short training runs share: 32 grids of 6x6, segments of 8 steps, one torch
+# thread on the CPU, no progress lines, evaluations of 8 episodes.
+TINY_RUN = {
+    "env": {"num_envs": 32, "height": 6, "width": 6},
+    "train": {"num_steps": 8, "eval_episodes": 8, "torch_threads": 1, "device": "cpu",
+              "print_interval": 0.0},
+    "eval": {"episodes": 8},
+}
+
+
+def tiny_run_ini(**sections: dict) -> str:
+    """The text of a config file: TINY_RUN with the keys of `sections` (by section) added."""
+    merged = {name: dict(keys) for name, keys in TINY_RUN.items()}
+    for name, keys in sections.items():
+        merged.setdefault(name, {}).update(keys)
+    return "".join(f"[{name}]\n" + "".join(f"{key} = {value}\n" for key, value in keys.items())
+                   for name, keys in merged.items())
+
+
 @pytest.fixture
 def tiny_ini(tmp_path, request):
-    """The test module's TINY_INI (a run of a few seconds) as a config file."""
+    """The test module's TINY_INI (a run of a few seconds, `tiny_run_ini`) as a config file."""
     path = tmp_path / "tiny.ini"
     path.write_text(request.module.TINY_INI)
     return path

@@ -282,6 +282,9 @@ def test_kernels_are_cold_only_without_a_cache(tmp_path):
            "print(is_cold(event.step), is_cold(event.reset_grids_serial))"
     result = run_cli([], tmp_path, code, NUMBA_CACHE_DIR=str(tmp_path))
     assert result.stdout.split() == ["True", "True"]
+    # A new process finds this one's build: its cache key holds nothing of this process.
+    result = run_cli([], tmp_path, code)
+    assert result.stdout.split()[1] == "False"
 
 
 def test_the_notice_is_said_once_on_a_cold_cache_never_on_a_warm_one(tmp_path):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import tiny_run_ini
 from puffer_cluster.kernels.world import NUM_ACTIONS, OBS_SIZE
 from puffer_cluster.cli import main as cli_main
 from puffer_cluster.config import ConfigError, load_config
@@ -20,30 +21,12 @@ REPO = Path(__file__).resolve().parents[1]
 # Four updates of 32 grids of 6x6 x 8 steps, in segments of 8 steps, 4 minibatches. Episodes
 # of 6 steps and statistics every 2 steps: every update sees episodes end, so whichever updates
 # PuffeRL logs (it logs at most every 0.25 s, and the last one) show episode returns.
-TINY_INI = """
-[env]
-num_envs = 32
-log_interval = 2
-height = 6
-width = 6
-max_steps = 6
-[train]
-trainer = pufferl
-teacher = none
-num_steps = 8
-num_minibatches = 4
-total_timesteps = 1024
-checkpoint_interval = 2
-eval_interval = 2
-eval_episodes = 8
-torch_threads = 1
-device = cpu
-print_interval = 0.0
-[pufferl]
-bptt_horizon = 8
-[eval]
-episodes = 8
-"""
+TINY_INI = tiny_run_ini(
+    env=dict(log_interval=2, max_steps=6),
+    train=dict(trainer="pufferl", teacher="none", num_minibatches=4, total_timesteps=1024,
+               checkpoint_interval=2, eval_interval=2),
+    pufferl=dict(bptt_horizon=8),
+)
 
 
 def run_child(args: list[str], cwd: Path) -> subprocess.CompletedProcess:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import tiny_run_ini
 from puffer_cluster.kernels.simarena import NUM_ACTIONS as SIMARENA_ACTIONS, OBS_SIZE as SIMARENA_OBS
 from puffer_cluster.kernels.world import NUM_ACTIONS, OBS_SIZE
 from puffer_cluster.cli import main as cli_main
@@ -24,25 +25,8 @@ from puffer_cluster.trainers.training_state import policy_payload
 REPO = Path(__file__).resolve().parents[1]
 
 # A run of a few seconds: 32 grids of 6x6, 12 updates of 8 steps (the first one cloning).
-TINY_INI = """
-[env]
-num_envs = 32
-log_interval = 8
-height = 6
-width = 6
-max_steps = 20
-[train]
-num_steps = 8
-total_timesteps = 3072
-checkpoint_interval = 4
-eval_interval = 4
-eval_episodes = 8
-torch_threads = 1
-device = cpu
-print_interval = 0.0
-[eval]
-episodes = 8
-"""
+TINY_INI = tiny_run_ini(env=dict(log_interval=8, max_steps=20),
+                        train=dict(total_timesteps=3072, checkpoint_interval=4, eval_interval=4))
 
 
 def child_env() -> dict:

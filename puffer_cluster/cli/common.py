@@ -56,6 +56,23 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
+def add_kubeconfig_arguments(parser) -> None:
+    """--kubeconfig and --context: the cluster a command talks to."""
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
+    parser.add_argument("--context", help="kubeconfig context (default: its current context)")
+
+
+def add_paired_policy_arguments(parser, episodes: int, episodes_help: str, json_help: str) -> None:
+    """POLICY... --episodes --seed --json: policies played on the same seeds, wins counted
+    against the first one."""
+    parser.add_argument("policies", nargs="+", metavar="POLICY",
+                        help=POLICY_HELP + "; wins are counted against the first one")
+    parser.add_argument("--episodes", type=positive_int, default=episodes, help=episodes_help)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the episodes (the same for every policy)")
+    parser.add_argument("--json", help=json_help)
+
+
 def positive_int(text: str) -> int:
     """An argparse type: an integer >= 1."""
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from puffer_cluster.cli.common import CLIError, positive_int
+from puffer_cluster.cli.common import CLIError, add_kubeconfig_arguments, positive_int
 from puffer_cluster.config import load_config
 from puffer_cluster.policies import shipped_checkpoints
 
@@ -28,8 +28,7 @@ def add_parser(commands):
     parser.add_argument("--seed", type=int, default=0, help="the simulated cluster's seed")
     parser.add_argument("--live", "--no-simulation", dest="live", action="store_true",
                         help="diagnose the cluster of the kubeconfig instead of a simulated one")
-    parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
-    parser.add_argument("--context", help="kubeconfig context (default: its current context)")
+    add_kubeconfig_arguments(parser)
     parser.add_argument("--apply", action="store_true",
                         help="with --live: run the planned writes, each confirmed interactively")
     parser.add_argument("--yes", action="store_true", help="with --apply: confirm every write at once")

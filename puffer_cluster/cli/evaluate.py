@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from puffer_cluster.cli.common import CONFIG_HELP, POLICY_HELP, CLIError, positive_int
+from puffer_cluster.cli.common import CONFIG_HELP, CLIError, add_paired_policy_arguments
 from puffer_cluster.config import load_config
 
 
@@ -13,13 +13,8 @@ def add_parser(commands):
         description="Play each policy on the same --episodes starting worlds and world "
                     "randomness (the grids of one env seeded --seed) and print the benchmark "
                     "table; wins are counted pair by pair against the first policy.")
-    parser.add_argument("policies", nargs="+", metavar="POLICY",
-                        help=POLICY_HELP + "; wins are counted against the first one")
-    parser.add_argument("--episodes", type=positive_int, default=50,
-                        help="episodes per policy, played in one batch (>= 1)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of the episodes (the same for every policy)")
-    parser.add_argument("--json", help="also write the numbers and the config to this file")
+    add_paired_policy_arguments(parser, 50, "episodes per policy, played in one batch (>= 1)",
+                                "also write the numbers and the config to this file")
     parser.add_argument("--records", metavar="DIR",
                         help="SimArena only: also play the episodes one by one and record each "
                              "policy's run (step.jsonl, summary.json) in a new directory in DIR")

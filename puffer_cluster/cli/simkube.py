@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from puffer_cluster.kernels.simarena import REWARDS
-from puffer_cluster.cli.common import CLIError
+from puffer_cluster.cli.common import CLIError, add_kubeconfig_arguments
 from puffer_cluster.config import load_config
 from puffer_cluster.simkube import (
     KubeconfigError, api_client_from_kubeconfig, build_simulation, default_simulation_name,
@@ -59,8 +59,7 @@ def add_parser(commands):
                       help="print the Simulation as YAML, call no API (the default without a kubeconfig)")
     mode.add_argument("--read-only", action="store_true",
                       help="print the Simulation and run the preflight checks only (reads, no writes)")
-    run_parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
-    run_parser.add_argument("--context", help="kubeconfig context (default: its current context)")
+    add_kubeconfig_arguments(run_parser)
     run_parser.add_argument("--config", help="a config file overriding configs/gardener.ini")
     add_loop_parser(subcommands)
     return simkube
@@ -189,8 +188,7 @@ def add_loop_parser(subcommands):
                                             "file://<its absolute path>)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print what it would do, call no API (the default without a kubeconfig)")
-    parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
-    parser.add_argument("--context", help="kubeconfig context (default: its current context)")
+    add_kubeconfig_arguments(parser)
     parser.add_argument("--config", help="a config file overriding configs/gardener.ini")
     return parser
 

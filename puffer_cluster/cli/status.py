@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from puffer_cluster.cli.common import add_kubeconfig_arguments
 from puffer_cluster.config import load_config
 
 
@@ -17,8 +18,7 @@ def add_parser(commands):
                     "kubeconfig's current context. No API call unless --check.")
     parser.add_argument("--config", help="the config to show (default: configs/gardener.ini)")
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="where to look for trained runs")
-    parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
-    parser.add_argument("--context", help="kubeconfig context (default: its current context)")
+    add_kubeconfig_arguments(parser)
     parser.add_argument("--check", action="store_true", help="also ask the API server its version")
     return parser
 

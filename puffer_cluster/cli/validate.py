@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from puffer_cluster.cli.common import add_paired_policy_arguments
 from puffer_cluster.config import load_config, parse_duration
 from puffer_cluster.replay import TRACE_SUFFIXES, replay_settings
 from puffer_cluster.validate import validate
@@ -20,19 +21,15 @@ def add_parser(commands):
                     "one table per trace, then an overall table. Files that are not replayable "
                     "traces are skipped with the reason. [replay] config keys tune the replay "
                     "(e.g. --replay.node-cpu 8).")
-    parser.add_argument("policies", nargs="+",
-                        help="'random', 'heuristic' or a checkpoint path; wins are counted "
-                             "against the first one")
     parser.add_argument("--traces", required=True, type=Path,
                         help="a directory of trace files (searched recursively) or one trace file")
-    parser.add_argument("--episodes", type=int, default=20, help="seeds per trace (default 20)")
-    parser.add_argument("--seed", type=int, default=0)
+    add_paired_policy_arguments(parser, 20, "seeds per trace (>= 1)",
+                                "also write every table and the config to this file")
     parser.add_argument("--speed", type=float,
                         help="replay speed, as SimKube's --speed (overrides replay.speed)")
     parser.add_argument("--duration",
                         help="replay only this much of each trace, as SimKube's --duration "
                              "(seconds, or 90s, 5m, 1h30m; overrides replay.duration)")
-    parser.add_argument("--json", help="also write every table and the config to this file")
     parser.add_argument("--config", help="a config file overriding configs/gardener.ini")
     return parser
 

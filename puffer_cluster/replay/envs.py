@@ -7,11 +7,12 @@ import gymnasium
 import numpy as np
 
 from puffer_cluster.kernels import replay as kernel
-from puffer_cluster.kernels.critic import NUM_CRITIC_FEATURES, write_critic_features
+from puffer_cluster.kernels.critic import write_critic_features
 from puffer_cluster.kernels.world import NUM_ACTIONS, OBS_SIZE
 from puffer_cluster.config import ConfigError, env_defaults
 from puffer_cluster.env import (
-    KernelVectorEnv, OneGridGymEnv, observation_space, threads_help, world_params,
+    KernelVectorEnv, OneGridGymEnv, observation_space, set_gardener_spaces, threads_help,
+    world_params,
 )
 from puffer_cluster.render import render_ansi, render_rgb
 from puffer_cluster.replay.discovery import load_timelines
@@ -62,11 +63,8 @@ class TraceReplayEnv(KernelVectorEnv):
         if self.num_grids < 1:
             raise ConfigError("num_envs must be at least 1")
         self.log_interval = int(log_interval if log_interval is not None else defaults["log_interval"])
-        self.render_mode = render_mode
-        self.critic_features = NUM_CRITIC_FEATURES if critic_features else 0
-        self.single_observation_space = observation_space(OBS_SIZE + self.critic_features)
-        self.single_action_space = gymnasium.spaces.Discrete(NUM_ACTIONS)
-        self.num_agents = self.num_grids * self.params.agents_per_grid
+        set_gardener_spaces(self, self.num_grids * self.params.agents_per_grid, render_mode,
+                            critic_features)
         super().__init__(buf)
         self.state = kernel.allocate_replay_state(self.num_grids, self.params)
         self.state.trace[:] = np.arange(self.num_grids) % len(self.timelines)

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import gymnasium
 import pufferlib
 
-from puffer_cluster.kernels.critic import NUM_CRITIC_FEATURES
-from puffer_cluster.kernels.world import NUM_ACTIONS, OBS_SIZE
 from puffer_cluster.config import ConfigError, world_config
-from puffer_cluster.env import GardenerEnv, as_action_array, observation_space, vectorize, world_params
+from puffer_cluster.env import (
+    GardenerEnv, as_action_array, set_gardener_spaces, vectorize, world_params,
+)
 from puffer_cluster.replay.discovery import load_timelines
 from puffer_cluster.replay.envs import TraceReplayEnv
 from puffer_cluster.replay.settings import ReplaySettings, replay_settings
@@ -41,11 +40,7 @@ class MixedVectorEnv(pufferlib.PufferEnv):
         timelines = load_timelines(traces, params, settings)
         replay_grids = int(round(train_fraction * num_envs))
         agents = params.agents_per_grid
-        self.num_agents = num_envs * agents
-        self.critic_features = NUM_CRITIC_FEATURES if critic_features else 0
-        self.single_observation_space = observation_space(OBS_SIZE + self.critic_features)
-        self.single_action_space = gymnasium.spaces.Discrete(NUM_ACTIONS)
-        self.render_mode = render_mode
+        set_gardener_spaces(self, num_envs * agents, render_mode, critic_features)
         super().__init__(buf)
         self.seed = seed
         split = replay_grids * agents
