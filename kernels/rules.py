@@ -10,11 +10,11 @@ view, and in the event kernel's hot loops that would cost more than the rules th
 import numpy as np
 from numba import njit
 
-from puffer_cluster.kernels.fast import start_agents_and_counters, uniform
+from puffer_cluster.kernels.fast import settle_grid, start_agents_and_counters, uniform
 from puffer_cluster.kernels.fixed import (
     CAP, CAP_ONE, CPU_BASE, FADE, FRACTION_ONE, LEAK, MEM, MEM_T, ONE, PRIO, PRIO_UNIT, SPIKE,
-    SPIKE_T, cpu_at_nb, entropy_integral_nb, initial_node_nb, mem_at_nb, mul_div_nb,
-    ratio_float_nb, spike_at_nb, to_fixed_nb,
+    SPIKE_T, clean_waste_nb, cpu_at_nb, entropy_integral_nb, initial_node_nb, mean_load_nb,
+    mem_at_nb, mul_div_nb, oom_cost_nb, ratio_float_nb, spike_at_nb, to_fixed_nb,
 )
 from puffer_cluster.kernels.rng import (
     STREAM_BASE_LOAD, STREAM_CRITICAL, STREAM_EPISODE, STREAM_LEAK, STREAM_MEM_INIT,
@@ -231,3 +231,22 @@ def observe_grid(state, params, g, observations):
         observations[row, OBS_Y] = y / (height - 1.0)
         observations[row, OBS_X] = x / (width - 1.0)
         observations[row, OBS_BUDGET] = state.budget[g]
+
+
+@njit(inline="always")
+def end_step(state, params, g, ooms, crits, prio_sum, overloads, waste, invalid, load,
+             truncate_at, auto_reset, start_grid, context, observations, rewards, terminals,
+             truncations):
+    """Rule 5 and the step's settlement from its integer sums: the budget recovers, then the
+    reward, statistics and ending (`settle_grid`). An ended episode auto-resets (when asked):
+    `start_grid(state, params, g, context)` is the kernel's start of an episode, `context` what
+    it needs beyond the grid. Last, the agents' observations."""
+    state.budget[g] = min(1.0, state.budget[g] + params.budget_regen)
+    done = settle_grid(state, params, g, ooms, crits, oom_cost_nb(params, ooms, prio_sum),
+                       overloads, clean_waste_nb(waste), invalid,
+                       mean_load_nb(load, params.height * params.width), truncate_at, rewards,
+                       terminals, truncations)
+    if done and auto_reset:
+        state.episode[g] += np.uint64(1)
+        start_grid(state, params, g, context)
+    observe_grid(state, params, g, observations)
