@@ -2,14 +2,13 @@
 reference's arithmetic (`kernels.reference`), `prange` over grids. Integer sums are exact, so the
 thread count never changes a bit.
 """
-import numpy as np
 from numba import njit
 
 from puffer_cluster.kernels.drivers import grid_drivers
-from puffer_cluster.kernels.fast import move_agent, settle_grid
-from puffer_cluster.kernels.fixed import CAP, clean_waste_nb, mean_load_nb, oom_cost_nb
+from puffer_cluster.kernels.fast import move_agent
+from puffer_cluster.kernels.fixed import CAP
 from puffer_cluster.kernels.rules import (
-    clean_node, land_spikes, no_floor, observe_grid, pay_for_scale, rescale_node,
+    clean_node, end_step, land_spikes, no_floor, pay_for_scale, rescale_node,
     restart_out_of_memory, start_episode,
 )
 from puffer_cluster.kernels.world import CLEAN, NUM_ACTIONS, SCALE_FULL, SCALE_HALF
@@ -25,7 +24,8 @@ def apply_actions(state, params, g, actions, event_hook):
     """Rule 1: each agent's action, in agent order, paid from the shared budget, at the step
     before time advances. `event_hook(state, params, g, i, before)` runs around every node
     change (before=True, then False): the event kernel's bookkeeping, nothing for the dense one.
-    Returns the invalid-action count and the cleaning waste (ratio units)."""
+    Then time advances. Returns the invalid-action count, the cleaning waste (ratio units) and
+    the new step."""
     height, width = params.height, params.width
     t = state.step[g]
     nodes = state.nodes[g]
@@ -62,7 +62,8 @@ def apply_actions(state, params, g, actions, event_hook):
                 event_hook(state, params, g, i, False)
         else:
             move_agent(state, params, g, a, action)
-    return invalid, waste
+    state.step[g] = t + 1
+    return invalid, waste, t + 1
 
 
 @njit(inline="always")
@@ -71,15 +72,18 @@ def no_hook(state, params, g, i, before):
 
 
 @njit(inline="always")
+def _start_grid(state, params, g, context):
+    start_episode(state, params, g)
+
+
+@njit(inline="always")
 def _step_grid(state, params, g, actions, observations, rewards, terminals, truncations, auto_reset):
     count = params.height * params.width
     nodes = state.nodes[g]
     table = params.entropy_integral
-    invalid, waste = apply_actions(state, params, g, actions, no_hook)
 
-    # 2. Time advances: the closed forms carry the leak and the spikes' fade.
-    t = state.step[g] + 1
-    state.step[g] = t
+    # 1, 2. The actions, then time advances: the closed forms carry the leak and the spikes' fade.
+    invalid, waste, t = apply_actions(state, params, g, actions, no_hook)
 
     # 3. New CPU spikes land; one that pushes cpu to 1 or more is an overload.
     overloads = land_spikes(params, table, nodes, state.episode_seed[g], t, count)
@@ -87,22 +91,10 @@ def _step_grid(state, params, g, actions, observations, rewards, terminals, trun
     # 4. Out-of-memory nodes restart; the load sums both ratios of every node, in integers.
     ooms, crits, prio_sum, load = restart_out_of_memory(params, table, nodes, t, count, no_floor)
 
-    # 5. The budget recovers slowly.
-    state.budget[g] = min(1.0, state.budget[g] + params.budget_regen)
-
-    done = settle_grid(state, params, g, ooms, crits, oom_cost_nb(params, ooms, prio_sum),
-                       overloads, clean_waste_nb(waste), invalid, mean_load_nb(load, count),
-                       params.max_steps, rewards, terminals, truncations)
-    if done and auto_reset:
-        state.episode[g] += np.uint64(1)
-        start_episode(state, params, g)
-    observe_grid(state, params, g, observations)
-
-
-@njit(inline="always")
-def _reset_grid(state, params, g, observations):
-    start_episode(state, params, g)
-    observe_grid(state, params, g, observations)
+    # 5. The budget recovers slowly; the step settles, the grid auto-resets.
+    end_step(state, params, g, ooms, crits, prio_sum, overloads, waste, invalid, load,
+             params.max_steps, auto_reset, _start_grid, (), observations, rewards, terminals,
+             truncations)
 
 
 @njit(nogil=True, cache=True, _nrt=False)
@@ -114,4 +106,4 @@ def _step_range(state, params, first, last, actions, observations, rewards, term
 
 
 # Many grids: one thread per chunk of grids. One grid (the Gymnasium env): no thread start-up.
-reset_grids, step, reset_grids_serial, step_serial = grid_drivers(_reset_grid, _step_range, CHUNK)
+reset_grids, step, reset_grids_serial, step_serial = grid_drivers(_start_grid, _step_range, CHUNK)

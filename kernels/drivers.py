@@ -2,7 +2,7 @@
 and compiled for each by `grid_drivers`: `reset_grids` and `step` run the per-grid loops
 (`_reset_range` below, the kernel's `_step_range`) in threads over chunks of CHUNK grids;
 `reset_grids_serial` and `step_serial` once over every grid (the Gymnasium env's one grid: no
-thread start-up). `_reset_grid`, `_step_range` and `CHUNK` are the kernel's (`grid_drivers`).
+thread start-up). `_start_grid`, `_step_range` and `CHUNK` are the kernel's (`grid_drivers`).
 
 Numba's on-disk cache keys a build by its bytecode and closure, never its globals, and files it
 under its source file and name. A closure over the kernel's functions would never be found again
@@ -16,10 +16,13 @@ from types import FunctionType
 
 from numba import njit, prange
 
+from puffer_cluster.kernels.rules import observe_grid
+
 
 def _reset_range(state, params, first, last, observations):
     for g in range(first, last):
-        _reset_grid(state, params, g, observations)
+        _start_grid(state, params, g, ())
+        observe_grid(state, params, g, observations)
 
 
 def _reset_grids(state, params, observations):
@@ -45,13 +48,15 @@ def _step_one_thread(state, params, actions, observations, rewards, terminals, t
                 truncations, auto_reset)
 
 
-def grid_drivers(reset_grid, step_range, chunk: int):
+def grid_drivers(start_grid, step_range, chunk: int):
     """(reset_grids, step, reset_grids_serial, step_serial) of the kernel module defining the
-    Numba functions `reset_grid(state, params, g, observations)` and `step_range(state, params,
-    first, last, actions, ...)`, in threads over chunks of `chunk` grids."""
-    kernel = reset_grid.py_func
+    Numba functions `start_grid(state, params, g, context)` (a new episode on grid g; no
+    context) and `step_range(state, params, first, last, actions, ...)`, in threads over chunks
+    of `chunk` grids."""
+    kernel = start_grid.py_func
     namespace = {"__name__": kernel.__module__, "prange": prange, "CHUNK": chunk,
-                 "_reset_grid": reset_grid, "_step_range": step_range}
+                 "_start_grid": start_grid, "observe_grid": observe_grid,
+                 "_step_range": step_range}
 
     def compiled(driver, **options):
         code = driver.__code__.replace(co_filename=kernel.__code__.co_filename)

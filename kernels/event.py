@@ -23,15 +23,13 @@ from numba.extending import intrinsic
 
 from puffer_cluster.kernels.dense import CHUNK, apply_actions
 from puffer_cluster.kernels.drivers import grid_drivers
-from puffer_cluster.kernels.fast import settle_grid
 from puffer_cluster.kernels.fixed import (
-    CPU_BASE, FADE, G_ONE, LEAK, NEVER, ONE, OOM_DUE, OOM_NEXT, OOM_PREV, PRIO, SPIKE, SPIKE_T,
-    WHEEL_CPU, WHEEL_OOM, WHEEL_SLOPE, clean_waste_nb, entropy_integral_nb, mean_load_nb,
-    oom_cost_nb,
+    CPU_BASE, FADE, G_ONE, LEAK, MEM, NEVER, ONE, OOM_DUE, OOM_NEXT, OOM_PREV, PRIO, SPIKE, SPIKE_T,
+    WHEEL_CPU, WHEEL_OOM, WHEEL_SLOPE, entropy_integral_nb,
 )
-from puffer_cluster.kernels.rng import STREAM_SPIKE_COUNT, STREAM_SPIKE_NODE
 from puffer_cluster.kernels.rules import (
-    draw_spike, land_spike, mem_now, observe_grid, restart_node, start_episode, uniform,
+    end_step, land_spike, mem_now, restart_node, spike_draws, spike_node,
+    spike_size, start_episode,
 )
 
 # Rows of state.sums[g].
@@ -67,9 +65,9 @@ def _prefetch_grid(state, params, g):
     t = state.step[g] + 1
     if t <= params.max_steps:
         _prefetch(state.wheel[g], t, 0)
-    seed = state.episode_seed[g]
-    for j in range(int(params.spike_rate * count + uniform(seed, t, 0, STREAM_SPIKE_COUNT))):
-        _prefetch(nodes, min(int(uniform(seed, t, j, STREAM_SPIKE_NODE) * count), count - 1), 0)
+    spikes, node_stream, _ = spike_draws(params, state.episode_seed[g], t, count)
+    for j in range(spikes):
+        _prefetch(nodes, spike_node(node_stream, j, count), 0)
     for a in range(params.agents_per_grid):
         for dy in range(-1, 2):
             y = state.agent_y[g, a] + dy
@@ -201,15 +199,33 @@ def _rebuild_grid(state, params, g):
 
 
 @njit(inline="always")
+def _start_grid(state, params, g, context):
+    """A new episode on grid g, with its sums and wheel: `_rebuild_grid` for a fresh world, where
+    no spike has landed yet (every cpu flat at its base, no phase change due)."""
+    start_episode(state, params, g)
+    sums, nodes, wheel = state.sums[g], state.nodes[g], state.wheel[g]
+    table = params.entropy_integral
+    wheel[:, WHEEL_CPU] = 0
+    wheel[:, WHEEL_SLOPE] = 0
+    wheel[:, WHEEL_OOM] = NEVER
+    mem_sum = mem_rate = cpu_sum = 0
+    for i in range(params.height * params.width):
+        mem_sum += nodes[i, MEM]
+        mem_rate += nodes[i, LEAK]
+        cpu_sum += min(ONE, nodes[i, CPU_BASE])
+        nodes[i, OOM_DUE] = NEVER
+        _schedule_oom(params, table, nodes, wheel, i, 1)
+    sums[MEM_SUM], sums[MEM_RATE], sums[CPU_SUM], sums[CPU_SLOPE] = mem_sum, mem_rate, cpu_sum, 0
+
+
+@njit(inline="always")
 def _step_grid(state, params, g, actions, observations, rewards, terminals, truncations, auto_reset):
     count = params.height * params.width
-    invalid, waste = apply_actions(state, params, g, actions, _action_hook)
+    invalid, waste, t = apply_actions(state, params, g, actions, _action_hook)
     sums, nodes, wheel = state.sums[g], state.nodes[g], state.wheel[g]
     table = params.entropy_integral
 
     # 2. Time advances: the sums follow their rates, and the cpu phase changes due now apply.
-    t = state.step[g] + 1
-    state.step[g] = t
     sums[MEM_SUM] += (entropy_integral_nb(table, t) - entropy_integral_nb(table, t - 1)) \
         * sums[MEM_RATE]
     sums[CPU_SUM] += wheel[t, WHEEL_CPU] - sums[CPU_SLOPE]
@@ -218,11 +234,11 @@ def _step_grid(state, params, g, actions, observations, rewards, terminals, trun
     # 3. New CPU spikes land; an overload's memory jump moves the node's OOM.
     seed = state.episode_seed[g]
     overloads = 0
-    spikes = int(params.spike_rate * count + uniform(seed, t, 0, STREAM_SPIKE_COUNT))
+    spikes, node_stream, size_stream = spike_draws(params, seed, t, count)
     for j in range(spikes):
-        i, size = draw_spike(params, seed, t, j, count)
+        i = spike_node(node_stream, j, count)
         _cpu_account(params, sums, nodes, wheel, i, t, -1)
-        if land_spike(params, table, nodes, i, t, size):
+        if land_spike(params, table, nodes, i, t, spike_size(params, size_stream, j)):
             overloads += 1
             sums[MEM_SUM] += params.jump_fx
             _schedule_oom(params, table, nodes, wheel, i, t)
@@ -248,24 +264,10 @@ def _step_grid(state, params, g, actions, observations, rewards, terminals, trun
         i = after
     load = sums[MEM_SUM] + sums[CPU_SUM]
 
-    # 5. The budget recovers slowly.
-    state.budget[g] = min(1.0, state.budget[g] + params.budget_regen)
-
-    done = settle_grid(state, params, g, ooms, crits, oom_cost_nb(params, ooms, prio_sum),
-                       overloads, clean_waste_nb(waste), invalid, mean_load_nb(load, count),
-                       params.max_steps, rewards, terminals, truncations)
-    if done and auto_reset:
-        state.episode[g] += np.uint64(1)
-        start_episode(state, params, g)
-        _rebuild_grid(state, params, g)
-    observe_grid(state, params, g, observations)
-
-
-@njit(inline="always")
-def _reset_grid(state, params, g, observations):
-    start_episode(state, params, g)
-    _rebuild_grid(state, params, g)
-    observe_grid(state, params, g, observations)
+    # 5. The budget recovers slowly; the step settles, the grid auto-resets.
+    end_step(state, params, g, ooms, crits, prio_sum, overloads, waste, invalid, load,
+             params.max_steps, auto_reset, _start_grid, (), observations, rewards, terminals,
+             truncations)
 
 
 @njit(nogil=True, cache=True)
@@ -288,4 +290,4 @@ def _step_range(state, params, first, last, actions, observations, rewards, term
 
 
 # As in kernels.dense: parallel over grids, and a serial build for one grid.
-reset_grids, step, reset_grids_serial, step_serial = grid_drivers(_reset_grid, _step_range, CHUNK)
+reset_grids, step, reset_grids_serial, step_serial = grid_drivers(_start_grid, _step_range, CHUNK)

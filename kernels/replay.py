@@ -37,13 +37,13 @@ from numba import njit, prange
 
 from puffer_cluster.kernels import reference
 from puffer_cluster.kernels.dense import CHUNK, apply_actions
-from puffer_cluster.kernels.fast import settle_grid, uniform
+from puffer_cluster.kernels.fast import uniform
 from puffer_cluster.kernels.fixed import (
-    CAP, CPU_BASE, G_ONE, MEM, NODE_FIELDS, ONE, PRIO, PRIO_ONE, clean_waste, clean_waste_nb,
-    mean_load, mean_load_nb, oom_cost, oom_cost_nb, to_fixed, to_fixed_nb,
+    CAP, CPU_BASE, G_ONE, MEM, NODE_FIELDS, ONE, PRIO, PRIO_ONE, clean_waste, mean_load, oom_cost,
+    to_fixed, to_fixed_nb,
 )
 from puffer_cluster.kernels.rules import (
-    CAP_UNIT, land_spikes, observe_grid, restart_out_of_memory, start_episode,
+    CAP_UNIT, end_step, land_spikes, observe_grid, restart_out_of_memory, start_episode,
 )
 from puffer_cluster.kernels.world import WorldState, allocate_state
 
@@ -206,8 +206,10 @@ def _requests(nodes, i):
 
 
 @njit(inline="always")
-def _start_episode(state, params, rparams, timelines, g):
-    """The gardener's new episode on grid g, with its trace's priorities and load at step 0."""
+def _start_episode(state, params, g, context):
+    """The gardener's new episode on grid g, with its trace's priorities and load at step 0;
+    `context` is (the replay's parameters, the timelines)."""
+    rparams, timelines = context
     start_episode(state, params, g)
     nodes = state.nodes[g]
     trace = state.trace[g]
@@ -222,28 +224,20 @@ def _step_grid(state, params, rparams, timelines, g, actions, observations, rewa
     count = params.height * params.width
     nodes = state.nodes[g]
     table = params.entropy_integral
-    invalid, waste = apply_actions(state, params, g, actions, _overlay_only)
-    t = state.step[g] + 1
-    state.step[g] = t
+    invalid, waste, t = apply_actions(state, params, g, actions, _overlay_only)
     _add_trace_load(state, rparams, timelines, g)
     overloads = land_spikes(params, table, nodes, state.episode_seed[g], t, count)
 
     ooms, crits, prio_sum, load = restart_out_of_memory(params, table, nodes, t, count, _requests)
-    state.budget[g] = min(1.0, state.budget[g] + params.budget_regen)
-
-    done = settle_grid(state, params, g, ooms, crits, oom_cost_nb(params, ooms, prio_sum),
-                       overloads, clean_waste_nb(waste), invalid, mean_load_nb(load, count),
-                       timelines.horizon[state.trace[g]], rewards, terminals, truncations)
-    if done and auto_reset:
-        state.episode[g] += np.uint64(1)
-        _start_episode(state, params, rparams, timelines, g)
-    observe_grid(state, params, g, observations)
+    end_step(state, params, g, ooms, crits, prio_sum, overloads, waste, invalid, load,
+             timelines.horizon[state.trace[g]], auto_reset, _start_episode, (rparams, timelines),
+             observations, rewards, terminals, truncations)
 
 
 @njit(nogil=True, cache=True, _nrt=False)
 def _reset_range(state, params, rparams, timelines, first, last, observations):
     for g in range(first, last):
-        _start_episode(state, params, rparams, timelines, g)
+        _start_episode(state, params, g, (rparams, timelines))
         observe_grid(state, params, g, observations)
 
 

@@ -6,6 +6,7 @@ The functions are plain uint64 arithmetic written once: NumPy evaluates them on 
 """
 import numpy as np
 from numba import njit
+from numba.extending import register_jitable
 
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -32,19 +33,27 @@ STREAM_SPIKE_NODE = np.uint64(11)
 STREAM_SPIKE_SIZE = np.uint64(12)
 
 
-def counter_hash(seed, step, node, stream):
-    """uint64 hash of four uint64 counters (NumPy scalars or same-shape arrays).
+@register_jitable
+def fold(z, counter):
+    """One counter folded into the hash state, then SplitMix64's finaliser (a bijection with
+    full avalanche) scrambles it."""
+    z = z + (counter + ONE) * GOLDEN
+    z = (z ^ (z >> SHIFT_30)) * MIX_1
+    z = (z ^ (z >> SHIFT_27)) * MIX_2
+    return z ^ (z >> SHIFT_31)
 
-    Each counter is folded in, then SplitMix64's finaliser (a bijection with full avalanche)
-    scrambles the state.
-    """
-    z = seed
-    for counter in (stream, step, node):
-        z = z + (counter + ONE) * GOLDEN
-        z = (z ^ (z >> SHIFT_30)) * MIX_1
-        z = (z ^ (z >> SHIFT_27)) * MIX_2
-        z = z ^ (z >> SHIFT_31)
-    return z
+
+@register_jitable
+def stream_state(seed, step, stream):
+    """The hash state after folding in the stream and the step: what every draw of one stream
+    at one step shares, so a loop over nodes (a step's spikes, a reset's nodes) folds it once."""
+    return fold(fold(seed, stream), step)
+
+
+def counter_hash(seed, step, node, stream):
+    """uint64 hash of four uint64 counters (NumPy scalars or same-shape arrays): the stream,
+    the step and the node folded in turn into the seed."""
+    return fold(stream_state(seed, step, stream), node)
 
 
 def unit_float(hashed):

@@ -10,15 +10,16 @@ view, and in the event kernel's hot loops that would cost more than the rules th
 import numpy as np
 from numba import njit
 
-from puffer_cluster.kernels.fast import start_agents_and_counters, uniform
+from puffer_cluster.kernels.fast import settle_grid, start_agents_and_counters, uniform
 from puffer_cluster.kernels.fixed import (
     CAP, CAP_ONE, CPU_BASE, FADE, FRACTION_ONE, LEAK, MEM, MEM_T, ONE, PRIO, PRIO_UNIT, SPIKE,
-    SPIKE_T, cpu_at_nb, entropy_integral_nb, initial_node_nb, mem_at_nb, mul_div_nb,
-    ratio_float_nb, spike_at_nb, to_fixed_nb,
+    SPIKE_T, clean_waste_nb, cpu_at_nb, entropy_integral_nb, initial_node_nb, mean_load_nb,
+    mem_at_nb, mul_div_nb, oom_cost_nb, ratio_float_nb, spike_at_nb, to_fixed_nb,
 )
 from puffer_cluster.kernels.rng import (
     STREAM_BASE_LOAD, STREAM_CRITICAL, STREAM_EPISODE, STREAM_LEAK, STREAM_MEM_INIT,
-    STREAM_PRIO, STREAM_SPIKE_COUNT, STREAM_SPIKE_NODE, STREAM_SPIKE_SIZE, counter_hash_nb,
+    STREAM_PRIO, STREAM_SPIKE_COUNT, STREAM_SPIKE_NODE, STREAM_SPIKE_SIZE, counter_hash_nb, fold,
+    stream_state, unit_float_nb,
 )
 from puffer_cluster.kernels.world import NUM_CHANNELS, OBS_BUDGET, OBS_X, OBS_Y, OUTSIDE, SCALE_HALF
 
@@ -49,11 +50,18 @@ def start_episode(state, params, g):
     state.episode_seed[g] = seed
     nodes = state.nodes[g]
     nodes[:, :] = 0
+    step = np.uint64(0)
+    base_stream, mem_stream = stream_state(seed, step, STREAM_BASE_LOAD), \
+        stream_state(seed, step, STREAM_MEM_INIT)
+    leak_stream, prio_stream = stream_state(seed, step, STREAM_LEAK), \
+        stream_state(seed, step, STREAM_PRIO)
+    critical_stream = stream_state(seed, step, STREAM_CRITICAL)
     for i in range(params.height * params.width):
+        node = np.uint64(i)
         base, mem, leak, prio = initial_node_nb(
-            params, uniform(seed, 0, i, STREAM_BASE_LOAD), uniform(seed, 0, i, STREAM_MEM_INIT),
-            uniform(seed, 0, i, STREAM_LEAK), uniform(seed, 0, i, STREAM_PRIO),
-            uniform(seed, 0, i, STREAM_CRITICAL))
+            params, unit_float_nb(fold(base_stream, node)), unit_float_nb(fold(mem_stream, node)),
+            unit_float_nb(fold(leak_stream, node)), unit_float_nb(fold(prio_stream, node)),
+            unit_float_nb(fold(critical_stream, node)))
         nodes[i, MEM] = mem
         nodes[i, LEAK] = leak
         nodes[i, CPU_BASE] = base
@@ -110,12 +118,27 @@ def rescale_node(table, nodes, i, t, new_cap):
 
 
 @njit(inline="always")
-def draw_spike(params, seed, t, j, count):
-    """Spike j of step t: its node and its size (absolute load, ONE units)."""
-    i = min(int(uniform(seed, t, j, STREAM_SPIKE_NODE) * count), count - 1)
+def spike_draws(params, seed, t, count):
+    """Step t's number of spikes, and the hash states their nodes and sizes are drawn from
+    (folded once per step, not per spike)."""
+    spikes = int(params.spike_rate * count + uniform(seed, t, 0, STREAM_SPIKE_COUNT))
+    step = np.uint64(t)
+    return spikes, stream_state(seed, step, STREAM_SPIKE_NODE), \
+        stream_state(seed, step, STREAM_SPIKE_SIZE)
+
+
+@njit(inline="always")
+def spike_node(node_stream, j, count):
+    """The node spike j lands on, from `spike_draws`' node stream."""
+    return min(int(unit_float_nb(fold(node_stream, np.uint64(j))) * count), count - 1)
+
+
+@njit(inline="always")
+def spike_size(params, size_stream, j):
+    """The size of spike j (absolute load, ONE units), from `spike_draws`' size stream."""
     size = params.spike_min + (params.spike_max - params.spike_min) \
-        * uniform(seed, t, j, STREAM_SPIKE_SIZE)
-    return i, to_fixed_nb(size, ONE)
+        * unit_float_nb(fold(size_stream, np.uint64(j)))
+    return to_fixed_nb(size, ONE)
 
 
 @njit(inline="always")
@@ -136,10 +159,10 @@ def land_spike(params, table, nodes, i, t, size):
 def land_spikes(params, table, nodes, seed, t, count):
     """Step t's spikes: a seeded number of them land on seeded nodes. Returns the overloads."""
     overloads = 0
-    spikes = int(params.spike_rate * count + uniform(seed, t, 0, STREAM_SPIKE_COUNT))
+    spikes, node_stream, size_stream = spike_draws(params, seed, t, count)
     for j in range(spikes):
-        i, size = draw_spike(params, seed, t, j, count)
-        overloads += land_spike(params, table, nodes, i, t, size)
+        overloads += land_spike(params, table, nodes, spike_node(node_stream, j, count), t,
+                                spike_size(params, size_stream, j))
     return overloads
 
 
@@ -208,3 +231,22 @@ def observe_grid(state, params, g, observations):
         observations[row, OBS_Y] = y / (height - 1.0)
         observations[row, OBS_X] = x / (width - 1.0)
         observations[row, OBS_BUDGET] = state.budget[g]
+
+
+@njit(inline="always")
+def end_step(state, params, g, ooms, crits, prio_sum, overloads, waste, invalid, load,
+             truncate_at, auto_reset, start_grid, context, observations, rewards, terminals,
+             truncations):
+    """Rule 5 and the step's settlement from its integer sums: the budget recovers, then the
+    reward, statistics and ending (`settle_grid`). An ended episode auto-resets (when asked):
+    `start_grid(state, params, g, context)` is the kernel's start of an episode, `context` what
+    it needs beyond the grid. Last, the agents' observations."""
+    state.budget[g] = min(1.0, state.budget[g] + params.budget_regen)
+    done = settle_grid(state, params, g, ooms, crits, oom_cost_nb(params, ooms, prio_sum),
+                       overloads, clean_waste_nb(waste), invalid,
+                       mean_load_nb(load, params.height * params.width), truncate_at, rewards,
+                       terminals, truncations)
+    if done and auto_reset:
+        state.episode[g] += np.uint64(1)
+        start_grid(state, params, g, context)
+    observe_grid(state, params, g, observations)

@@ -6,6 +6,7 @@ Numba kernel of World v2: `kernels.event` (the default) or `kernels.dense`, bit-
 from __future__ import annotations
 
 import gymnasium
+import numba
 import numpy as np
 import pufferlib
 import pufferlib.vector
@@ -150,6 +151,13 @@ def stats_info(state, names=EPISODE_STATS) -> dict[str, float] | None:
     return {**dict(zip(names, means.tolist())), "n": finished}
 
 
+def threads_help(batch: int) -> bool:
+    """Whether a kernel's parallel driver can beat its serial build on `batch` grids: not on one
+    grid, nor when Numba runs one thread, where a parallel call only adds its scheduling (tens of
+    microseconds a call, more than a 64x64 grid's step)."""
+    return batch > 1 and numba.get_num_threads() > 1
+
+
 class KernelVectorEnv(pufferlib.PufferEnv):
     """Native PufferLib plumbing shared by the batched envs (gardener, trace replay, SimArena):
     per-grid seeds from the env's seed, reset, and steps that return PufferLib-style aggregated
@@ -244,10 +252,9 @@ class GardenerEnv(KernelVectorEnv):
         super().__init__(buf)
         self.state = allocate_state(self.num_grids, self.params, event=self.kernel is event)
         self.seed, self.first_grid = int(seed), _checked_int("first_grid", first_grid, 0)
-        # One grid has no use for threads; avoid their start-up cost per step.
-        serial = self.num_grids == 1
-        self._reset_kernel = self.kernel.reset_grids_serial if serial else self.kernel.reset_grids
-        self._step_kernel = self.kernel.step_serial if serial else self.kernel.step
+        parallel = threads_help(self.num_grids)
+        self._reset_kernel = self.kernel.reset_grids if parallel else self.kernel.reset_grids_serial
+        self._step_kernel = self.kernel.step if parallel else self.kernel.step_serial
 
     def _reset_all(self):
         self._reset_kernel(self.state, self.params, self.observations)

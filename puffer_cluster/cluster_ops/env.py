@@ -10,7 +10,7 @@ from puffer_cluster.kernels import cluster_ops as kernel
 from puffer_cluster.kernels.jit_cache import announce_if_cold
 from puffer_cluster import CLUSTER_OPS_GYM_ID as GYM_ID  # noqa: F401  (re-exported)
 from puffer_cluster.config import ConfigError, load_config
-from puffer_cluster.env import KernelVectorEnv, OneGridGymEnv, grid_share, vectorize
+from puffer_cluster.env import KernelVectorEnv, OneGridGymEnv, grid_share, threads_help, vectorize
 
 # Threads pay off for large batches only (an env step is a fraction of a microsecond).
 PARALLEL_MIN_ENVS = 256
@@ -83,7 +83,7 @@ class ClusterOpsEnv(KernelVectorEnv):
 
     Every `log_interval` steps `step` returns `[info]`, the mean statistics of the episodes
     finished meanwhile. `parallel` picks the threaded kernel (default: from PARALLEL_MIN_ENVS
-    envs on); both give the same bits. `first_grid > 0` makes these clusters `first_grid ..` of
+    envs on, given more than one Numba thread); both give the same bits. `first_grid > 0` makes these clusters `first_grid ..` of
     the env seeded `seed`."""
 
     episode_stats = kernel.EPISODE_STATS
@@ -104,7 +104,8 @@ class ClusterOpsEnv(KernelVectorEnv):
         super().__init__(buf)
         self.state = kernel.allocate_state(self.num_agents, self.params)
         self.seed, self.first_grid = seed, int(first_grid)
-        self.parallel = self.num_agents >= PARALLEL_MIN_ENVS if parallel is None else bool(parallel)
+        self.parallel = (self.num_agents >= PARALLEL_MIN_ENVS and threads_help(self.num_agents)
+                         if parallel is None else bool(parallel))
         self._reset_kernel = kernel.reset_envs if self.parallel else kernel.reset_envs_serial
         self._step_kernel = kernel.step_envs if self.parallel else kernel.step_envs_serial
 
