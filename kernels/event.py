@@ -34,6 +34,10 @@ from puffer_cluster.kernels.rules import (
 
 # Rows of state.sums[g].
 MEM_SUM, MEM_RATE, CPU_SUM, CPU_SLOPE = range(4)
+# Spikes ahead whose record is requested while one lands: the records of a grid's spikes are
+# scattered over its node array, and a spike's own arithmetic is too short to hide the wait
+# for its record; 16 in flight keep the memory busy (bench/world_v2.py: 8 to 32 measure alike).
+PREFETCH_AHEAD = 16
 SECOND_LINE = 8  # the field that starts a node record's second 64-byte cache line
 
 
@@ -56,17 +60,18 @@ def _prefetch(typingctx, array, row, column):
 
 @njit(inline="always")
 def _prefetch_grid(state, params, g):
-    """Start loading what grid g's next step will touch at random (its spikes' records, its
-    wheel's row, its gardeners' views) while the previous grid steps: a grid's records are far
-    apart in memory, and these loads, not the arithmetic, bound the event kernel. A spike needs
-    the first cache line of its record only."""
+    """Start loading what grid g's next step will touch at random (its first spikes' records,
+    its wheel's row, its gardeners' views) while the previous grid steps: a grid's records are
+    far apart in memory, and these loads, not the arithmetic, bound the event kernel. The spike
+    loop requests the later spikes' records itself, PREFETCH_AHEAD ahead. A spike needs the
+    first cache line of its record only."""
     count = params.height * params.width
     nodes = state.nodes[g]
     t = state.step[g] + 1
     if t <= params.max_steps:
         _prefetch(state.wheel[g], t, 0)
     spikes, node_stream, _ = spike_draws(params, state.episode_seed[g], t, count)
-    for j in range(spikes):
+    for j in range(min(spikes, PREFETCH_AHEAD)):
         _prefetch(nodes, spike_node(node_stream, j, count), 0)
     for a in range(params.agents_per_grid):
         for dy in range(-1, 2):
@@ -236,6 +241,8 @@ def _step_grid(state, params, g, actions, observations, rewards, terminals, trun
     overloads = 0
     spikes, node_stream, size_stream = spike_draws(params, seed, t, count)
     for j in range(spikes):
+        if j + PREFETCH_AHEAD < spikes:
+            _prefetch(nodes, spike_node(node_stream, j + PREFETCH_AHEAD, count), 0)
         i = spike_node(node_stream, j, count)
         _cpu_account(params, sums, nodes, wheel, i, t, -1)
         if land_spike(params, table, nodes, i, t, spike_size(params, size_stream, j)):
