@@ -215,6 +215,7 @@ def _start_episode(state, params, g, context):
     trace = state.trace[g]
     for i in range(nodes.shape[0]):
         nodes[i, PRIO] = to_fixed_nb(np.float64(timelines.prio[trace, i]), PRIO_ONE)
+        nodes[i, REQUEST] = 0  # start_episode writes the gardener's fields only
     _add_trace_load(state, rparams, timelines, g)
 
 

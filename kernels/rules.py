@@ -45,11 +45,12 @@ def cpu_now(nodes, i, t):
 
 @njit(inline="always")
 def start_episode(state, params, g):
-    """A new episode on grid g: every node drawn from the episode seed, agents and counters."""
+    """A new episode on grid g: every node drawn from the episode seed, agents and counters.
+    Writes the NODE_FIELDS of each record and no more (a node's record is written once, not
+    cleared first): a kernel's own fields are its to set."""
     seed = counter_hash_nb(state.grid_seed[g], state.episode[g], _U0, STREAM_EPISODE)
     state.episode_seed[g] = seed
     nodes = state.nodes[g]
-    nodes[:, :] = 0
     step = np.uint64(0)
     base_stream, mem_stream = stream_state(seed, step, STREAM_BASE_LOAD), \
         stream_state(seed, step, STREAM_MEM_INIT)
@@ -63,6 +64,9 @@ def start_episode(state, params, g):
             unit_float_nb(fold(leak_stream, node)), unit_float_nb(fold(prio_stream, node)),
             unit_float_nb(fold(critical_stream, node)))
         nodes[i, MEM] = mem
+        nodes[i, MEM_T] = 0
+        nodes[i, SPIKE] = 0
+        nodes[i, SPIKE_T] = 0
         nodes[i, LEAK] = leak
         nodes[i, CPU_BASE] = base
         nodes[i, FADE] = params.fade_fx
