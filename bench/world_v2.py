@@ -19,7 +19,7 @@ import numpy as np
 from bench.timing import ACTION_RING_SIZE, action_ring, timed, write_json
 from puffer_cluster.kernels import dense, event
 from puffer_cluster.kernels.world import OBS_SIZE, STAT_LENGTH, STAT_OOM, allocate_state, grid_seeds, state_bytes_per_grid
-from puffer_cluster.env import threads_help, world_params
+from puffer_cluster.env import grid_drivers_for, world_params
 
 ROWS = ((16, 4096, 1), (64, 256, 1), (128, 64, 1), (256, 16, 1),
         (16, 4096, 4), (64, 256, 4), (128, 64, 4), (256, 16, 4))
@@ -33,10 +33,9 @@ def measure(kernel, size: int, grids: int, agents: int, seconds: float) -> dict:
     obs, rewards = np.zeros((n, OBS_SIZE), np.float32), np.zeros(n, np.float32)
     terminals, truncations = np.zeros(n, bool), np.zeros(n, bool)
     ring = action_ring("gardener", n)
-    # The drivers GardenerEnv runs: the serial build when Numba has one thread.
-    parallel = threads_help(grids)
-    step = kernel.step if parallel else kernel.step_serial
-    (kernel.reset_grids if parallel else kernel.reset_grids_serial)(state, params, obs)
+    # The drivers GardenerEnv runs: the serial builds when Numba has one thread.
+    reset, step = grid_drivers_for(kernel, grids)
+    reset(state, params, obs)
 
     def step_once(i):
         step(state, params, ring[i % ACTION_RING_SIZE], obs, rewards, terminals, truncations, True)

@@ -189,14 +189,20 @@ def _action_hook(state, params, g, i, before):
 
 
 @njit(inline="always")
+def _empty_wheel(wheel):
+    """No cpu change and no OOM due at any step."""
+    wheel[:, WHEEL_CPU] = 0
+    wheel[:, WHEEL_SLOPE] = 0
+    wheel[:, WHEEL_OOM] = NEVER
+
+
+@njit(inline="always")
 def _rebuild_grid(state, params, g):
     """The sums and the wheel of grid g from its node records at its current step."""
     t = state.step[g]
     sums, nodes, wheel = state.sums[g], state.nodes[g], state.wheel[g]
     table = params.entropy_integral
-    wheel[:, WHEEL_CPU] = 0
-    wheel[:, WHEEL_SLOPE] = 0
-    wheel[:, WHEEL_OOM] = NEVER
+    _empty_wheel(wheel)
     sums[:] = 0
     for i in range(params.height * params.width):
         nodes[i, OOM_DUE] = NEVER
@@ -210,9 +216,7 @@ def _start_grid(state, params, g, context):
     start_episode(state, params, g)
     sums, nodes, wheel = state.sums[g], state.nodes[g], state.wheel[g]
     table = params.entropy_integral
-    wheel[:, WHEEL_CPU] = 0
-    wheel[:, WHEEL_SLOPE] = 0
-    wheel[:, WHEEL_OOM] = NEVER
+    _empty_wheel(wheel)
     mem_sum = mem_rate = cpu_sum = 0
     for i in range(params.height * params.width):
         mem_sum += nodes[i, MEM]

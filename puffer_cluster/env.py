@@ -158,6 +158,14 @@ def threads_help(batch: int) -> bool:
     return batch > 1 and numba.get_num_threads() > 1
 
 
+def grid_drivers_for(kernel, grids: int):
+    """(reset_grids, step) of a grid kernel module (gardener or replay) for `grids` grids: its
+    parallel drivers where threads can help (`threads_help`), else its serial builds."""
+    if threads_help(grids):
+        return kernel.reset_grids, kernel.step
+    return kernel.reset_grids_serial, kernel.step_serial
+
+
 class KernelVectorEnv(pufferlib.PufferEnv):
     """Native PufferLib plumbing shared by the batched envs (gardener, trace replay, SimArena):
     per-grid seeds from the env's seed, reset, and steps that return PufferLib-style aggregated
@@ -252,9 +260,7 @@ class GardenerEnv(KernelVectorEnv):
         super().__init__(buf)
         self.state = allocate_state(self.num_grids, self.params, event=self.kernel is event)
         self.seed, self.first_grid = int(seed), _checked_int("first_grid", first_grid, 0)
-        parallel = threads_help(self.num_grids)
-        self._reset_kernel = self.kernel.reset_grids if parallel else self.kernel.reset_grids_serial
-        self._step_kernel = self.kernel.step if parallel else self.kernel.step_serial
+        self._reset_kernel, self._step_kernel = grid_drivers_for(self.kernel, self.num_grids)
 
     def _reset_all(self):
         self._reset_kernel(self.state, self.params, self.observations)

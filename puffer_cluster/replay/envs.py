@@ -11,7 +11,7 @@ from puffer_cluster.kernels.critic import write_critic_features
 from puffer_cluster.kernels.world import NUM_ACTIONS, OBS_SIZE
 from puffer_cluster.config import ConfigError, env_defaults
 from puffer_cluster.env import (
-    KernelVectorEnv, OneGridGymEnv, observation_space, set_gardener_spaces, threads_help,
+    KernelVectorEnv, OneGridGymEnv, grid_drivers_for, observation_space, set_gardener_spaces,
     world_params,
 )
 from puffer_cluster.render import render_ansi, render_rgb
@@ -69,9 +69,7 @@ class TraceReplayEnv(KernelVectorEnv):
         self.state = kernel.allocate_replay_state(self.num_grids, self.params)
         self.state.trace[:] = np.arange(self.num_grids) % len(self.timelines)
         self.seed = seed
-        parallel = threads_help(self.num_grids)
-        self._reset_kernel = kernel.reset_grids if parallel else kernel.reset_grids_serial
-        self._step_kernel = kernel.step if parallel else kernel.step_serial
+        self._reset_kernel, self._step_kernel = grid_drivers_for(kernel, self.num_grids)
 
     def _reset_all(self):
         self._reset_kernel(self.state, self.params, self.replay_params, self.kernel_timelines,
