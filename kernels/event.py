@@ -88,25 +88,26 @@ def _prefetch_grid(state, params, g):
 def first_oom_step(params, table, nodes, i, t_from):
     """The first step t >= t_from at which node i's memory reaches ONE, or NEVER within the
     episode. G is increasing: the closed form of G (t + t (t + 1) / 2h steps, before rounding)
-    gives the step to within one, and the table settles it exactly (what a binary search over
-    the table returns, without its unpredictable branches)."""
+    gives the step or the one before, and the table settles it. Written without branches on
+    the node's values (selects, not jumps): half of a fresh grid's nodes never reach ONE, and
+    a mispredicted jump per node cost more than all the arithmetic."""
+    last = params.max_steps
     need = ONE - mem_now(table, nodes, i, t_from)
-    if need <= 0:
-        return t_from
     leak = nodes[i, LEAK]
-    if leak == 0 or t_from >= params.max_steps:
-        return NEVER
-    target = table[t_from] + (need + leak - 1) // leak
+    target = table[min(t_from, last)] + (max(need, 1) + leak - 1) // max(leak, 1)
     h = params.red_queen_horizon
     b = 1.0 + 0.5 / h
     guess = (np.sqrt(b * b + (2.0 / (h * G_ONE)) * target) - b) * h
-    t = min(max(int(guess), t_from + 1), params.max_steps)
-    t += table[t] < target  # the guess is the step before the answer more often than not
-    while t <= params.max_steps and table[t] < target:
-        t += 1
-    while t > t_from + 1 and table[t - 1] >= target:
-        t -= 1
-    return t if t <= params.max_steps else NEVER
+    t = min(max(int(guess), t_from + 1), last)
+    t = min(t + (table[t] < target), last)
+    if ((table[t] < target) & (t < last)) | ((t > t_from + 1) & (table[t - 1] >= target)):
+        while t < last and table[t] < target:  # not reached: the guess is never two short
+            t += 1
+        while t > t_from + 1 and table[t - 1] >= target:
+            t -= 1
+    never = (table[t] < target) | (leak == 0) | (t_from >= last)
+    due = t - never * (t + 1)
+    return due + (need <= 0) * (t_from - due)
 
 
 @njit(inline="always")
@@ -117,63 +118,84 @@ def _wheel_add(params, wheel, step, cpu_change, slope_change):
 
 
 @njit(inline="always")
-def _cpu_account(params, sums, nodes, wheel, i, t, sign):
-    """Node i's clipped cpu into (sign 1) or out of (sign -1) the grid's cpu sum at step t: its
-    value and slope now, and the phase changes its record makes due after t, on the wheel."""
+def _cpu_account(params, nodes, wheel, i, t, sign):
+    """Node i's clipped cpu into (sign 1) or out of (sign -1) the grid's cpu sum at step t:
+    returns the changes of the sum and of its slope now, and adds the phase changes its record
+    makes due after t to the wheel. (Returned, not added to `sums`: a loop keeps its running
+    changes in registers, which a store into an array that might alias the records prevents.)"""
     base, spike, fade = nodes[i, CPU_BASE], nodes[i, SPIKE], nodes[i, FADE]
     spike_t = nodes[i, SPIKE_T]
     left = spike - min(spike, fade * (t - spike_t))
-    sums[CPU_SUM] += sign * min(ONE, base + left)
+    cpu_change = sign * min(ONE, base + left)
     if left == 0 or fade == 0 or base >= ONE:  # flat, or constant for good
-        return
+        return cpu_change, 0
     # The first step the spike has faded: cpu = base from then on.
     faded = spike_t + (spike + fade - 1) // fade
+    _wheel_add(params, wheel, faded, sign * (fade * (faded - spike_t) - spike), -sign * fade)
     if base + left >= ONE:  # saturated until the first step with base + spike - fade * age < ONE
         falls = spike_t + (base + spike - ONE) // fade + 1
         _wheel_add(params, wheel, falls, sign * (base + spike - fade * (falls - spike_t) - ONE),
                    sign * fade)
-    else:
-        sums[CPU_SLOPE] += sign * fade
-    _wheel_add(params, wheel, faded, sign * (fade * (faded - spike_t) - spike), -sign * fade)
+        return cpu_change, 0
+    return cpu_change, sign * fade
+
+
+@njit(inline="always")
+def _unlink_oom(nodes, wheel, i):
+    """Node i out of its OOM list, with stores only: where a list ends or starts is a coin
+    toss, so a select (not a jump) picks each store's target, and a store that is not needed
+    goes to node i's own link, which `_link_oom` rewrites next. (Its neighbours' records are
+    seldom in the cache; a store to them does not wait for them, a load would.)"""
+    row = max(nodes[i, OOM_DUE], 0)
+    after, before = nodes[i, OOM_NEXT], nodes[i, OOM_PREV]
+    first, last = before == NEVER, after == NEVER
+    wheel[row, WHEEL_OOM] = after if first else wheel[row, WHEEL_OOM]
+    nodes[i if first else before, OOM_NEXT] = after
+    nodes[i if last else after, OOM_PREV] = before
+
+
+@njit(inline="always")
+def _link_oom(params, table, nodes, wheel, i, t_from):
+    """Node i (in no list) into the list of the step its memory now reaches ONE; a node that
+    never does goes into row 0's list, which no step walks (steps start at 1)."""
+    due = first_oom_step(params, table, nodes, i, t_from)
+    nodes[i, OOM_DUE] = due
+    row = max(due, 0)
+    head = wheel[row, WHEEL_OOM]
+    nodes[i, OOM_NEXT] = head
+    nodes[head if head != NEVER else i, OOM_PREV] = i
+    nodes[i, OOM_PREV] = NEVER
+    wheel[row, WHEEL_OOM] = i
 
 
 @njit(inline="always")
 def _schedule_oom(params, table, nodes, wheel, i, t_from):
     """Move node i in the OOM lists to the step its memory now reaches ONE."""
-    due = nodes[i, OOM_DUE]
-    if due != NEVER:
-        after, before = nodes[i, OOM_NEXT], nodes[i, OOM_PREV]
-        if before == NEVER:
-            wheel[due, WHEEL_OOM] = after
-        else:
-            nodes[before, OOM_NEXT] = after
-        if after != NEVER:
-            nodes[after, OOM_PREV] = before
-    due = first_oom_step(params, table, nodes, i, t_from)
-    nodes[i, OOM_DUE] = due
-    if due != NEVER:
-        head = wheel[due, WHEEL_OOM]
-        nodes[i, OOM_NEXT] = head
-        nodes[i, OOM_PREV] = NEVER
-        if head != NEVER:
-            nodes[head, OOM_PREV] = i
-        wheel[due, WHEEL_OOM] = i
+    _unlink_oom(nodes, wheel, i)
+    _link_oom(params, table, nodes, wheel, i, t_from)
 
 
 @njit(inline="always")
 def _node_out(params, table, sums, nodes, wheel, i, t):
     sums[MEM_SUM] -= mem_now(table, nodes, i, t)
     sums[MEM_RATE] -= nodes[i, LEAK]
-    _cpu_account(params, sums, nodes, wheel, i, t, -1)
+    cpu_change, slope_change = _cpu_account(params, nodes, wheel, i, t, -1)
+    sums[CPU_SUM] += cpu_change
+    sums[CPU_SLOPE] += slope_change
 
 
 @njit(inline="always")
-def _node_in(params, table, sums, nodes, wheel, i, t):
-    """Node i back into the sums after a change at step t; its next OOM check is at t + 1."""
+def _node_in(params, table, sums, nodes, wheel, i, t, linked):
+    """Node i back into the sums after a change at step t; its next OOM check is at t + 1
+    (`linked`: it is in an OOM list now)."""
     sums[MEM_SUM] += mem_now(table, nodes, i, t)
     sums[MEM_RATE] += nodes[i, LEAK]
-    _cpu_account(params, sums, nodes, wheel, i, t, 1)
-    _schedule_oom(params, table, nodes, wheel, i, t + 1)
+    cpu_change, slope_change = _cpu_account(params, nodes, wheel, i, t, 1)
+    sums[CPU_SUM] += cpu_change
+    sums[CPU_SLOPE] += slope_change
+    if linked:
+        _unlink_oom(nodes, wheel, i)
+    _link_oom(params, table, nodes, wheel, i, t + 1)
 
 
 @njit(inline="always")
@@ -185,7 +207,7 @@ def _action_hook(state, params, g, i, before):
                   state.wheel[g], i, state.step[g])
     else:
         _node_in(params, params.entropy_integral, state.sums[g], state.nodes[g],
-                 state.wheel[g], i, state.step[g])
+                 state.wheel[g], i, state.step[g], True)
 
 
 @njit(inline="always")
@@ -205,8 +227,7 @@ def _rebuild_grid(state, params, g):
     _empty_wheel(wheel)
     sums[:] = 0
     for i in range(params.height * params.width):
-        nodes[i, OOM_DUE] = NEVER
-        _node_in(params, table, sums, nodes, wheel, i, t)
+        _node_in(params, table, sums, nodes, wheel, i, t, False)
 
 
 @njit(inline="always")
@@ -222,8 +243,7 @@ def _start_grid(state, params, g, context):
         mem_sum += nodes[i, MEM]
         mem_rate += nodes[i, LEAK]
         cpu_sum += min(ONE, nodes[i, CPU_BASE])
-        nodes[i, OOM_DUE] = NEVER
-        _schedule_oom(params, table, nodes, wheel, i, 1)
+        _link_oom(params, table, nodes, wheel, i, 1)
     sums[MEM_SUM], sums[MEM_RATE], sums[CPU_SUM], sums[CPU_SLOPE] = mem_sum, mem_rate, cpu_sum, 0
 
 
@@ -243,36 +263,51 @@ def _step_grid(state, params, g, actions, observations, rewards, terminals, trun
     # 3. New CPU spikes land; an overload's memory jump moves the node's OOM.
     seed = state.episode_seed[g]
     overloads = 0
+    cpu_change = slope_change = 0
     spikes, node_stream, size_stream = spike_draws(params, seed, t, count)
+    # An overloaded node's OOM moves at the next overload (or after the loop), once its record's
+    # second cache line, requested now, has arrived: its memory is the same then.
+    pending = NEVER
     for j in range(spikes):
         if j + PREFETCH_AHEAD < spikes:
             _prefetch(nodes, spike_node(node_stream, j + PREFETCH_AHEAD, count), 0)
         i = spike_node(node_stream, j, count)
-        _cpu_account(params, sums, nodes, wheel, i, t, -1)
+        cpu_out, slope_out = _cpu_account(params, nodes, wheel, i, t, -1)
         if land_spike(params, table, nodes, i, t, spike_size(params, size_stream, j)):
             overloads += 1
-            sums[MEM_SUM] += params.jump_fx
-            _schedule_oom(params, table, nodes, wheel, i, t)
-        _cpu_account(params, sums, nodes, wheel, i, t, 1)
+            _prefetch(nodes, i, SECOND_LINE)
+            if pending != NEVER:
+                _schedule_oom(params, table, nodes, wheel, pending, t)
+            pending = i
+        cpu_in, slope_in = _cpu_account(params, nodes, wheel, i, t, 1)
+        cpu_change += cpu_out + cpu_in
+        slope_change += slope_out + slope_in
+    if pending != NEVER:
+        _schedule_oom(params, table, nodes, wheel, pending, t)
 
     # 4. The OOMs due now.
     ooms = 0
     crits = 0
     prio_sum = 0
+    mem_change = overloads * params.jump_fx
     i = wheel[t, WHEEL_OOM]
     wheel[t, WHEEL_OOM] = NEVER
     while i != NEVER:
         after = nodes[i, OOM_NEXT]
-        nodes[i, OOM_DUE] = NEVER
         ooms += 1
         crits += nodes[i, PRIO] >= params.crit_fx
         prio_sum += nodes[i, PRIO]
-        sums[MEM_SUM] += params.restart_fx - mem_now(table, nodes, i, t)
-        _cpu_account(params, sums, nodes, wheel, i, t, -1)
+        mem_change += params.restart_fx - mem_now(table, nodes, i, t)
+        cpu_out, slope_out = _cpu_account(params, nodes, wheel, i, t, -1)
         restart_node(params, nodes, i, t)
-        _cpu_account(params, sums, nodes, wheel, i, t, 1)
-        _schedule_oom(params, table, nodes, wheel, i, t + 1)
+        cpu_in, slope_in = _cpu_account(params, nodes, wheel, i, t, 1)
+        cpu_change += cpu_out + cpu_in
+        slope_change += slope_out + slope_in
+        _link_oom(params, table, nodes, wheel, i, t + 1)  # the walk took it out of its list
         i = after
+    sums[MEM_SUM] += mem_change
+    sums[CPU_SUM] += cpu_change
+    sums[CPU_SLOPE] += slope_change
     load = sums[MEM_SUM] + sums[CPU_SUM]
 
     # 5. The budget recovers slowly; the step settles, the grid auto-resets.
