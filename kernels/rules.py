@@ -149,7 +149,9 @@ def spike_size(params, size_stream, j):
 def land_spike(params, table, nodes, i, t, size):
     """A spike lands: the spike load restarts its fade from its value now plus the size. Returns
     True for an overload (cpu >= 1), which also raises the memory pressure."""
-    spike = spike_now(nodes, i, t) + mul_div_nb(size, CAP_ONE, nodes[i, CAP])
+    cap = nodes[i, CAP]
+    # At the base capacity (most nodes) the size is the ratio; mul_div would divide to find so.
+    spike = spike_now(nodes, i, t) + (size if cap == CAP_ONE else mul_div_nb(size, CAP_ONE, cap))
     nodes[i, SPIKE] = spike
     nodes[i, SPIKE_T] = t
     if nodes[i, CPU_BASE] + spike >= ONE:

@@ -86,6 +86,7 @@ class WorldParams(NamedTuple):
     # Derived, in fixed point.
     entropy_integral: np.ndarray  # int64 (max_steps + 1,): G[t] = sum_{s<=t} E(s), G_ONE units
     fade_fx: int         # spike load lost per step at cap 1 (ratio units)
+    fade_inverse: float  # 1 / fade_fx (0 when there is no fade): the event kernel's phase ends
     jump_fx: int         # overload memory jump (ratio units)
     restart_fx: int      # memory pressure after an OOM restart
     useful_fx: int       # clean_useful_mem
@@ -201,6 +202,7 @@ def make_params(env_config: dict) -> WorldParams:
         **values, oom_collapse_count=max(1, int(round(oom_fraction * height * width))),
         entropy_integral=table,
         fade_fx=int(values["spike_fade"] * ONE),
+        fade_inverse=1.0 / int(values["spike_fade"] * ONE) if values["spike_fade"] * ONE >= 1 else 0.0,
         jump_fx=int(values["overload_mem_jump"] * ONE),
         restart_fx=int(values["restart_mem"] * ONE),
         useful_fx=int(values["clean_useful_mem"] * ONE),
