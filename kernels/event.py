@@ -15,7 +15,6 @@ wheel's row of that step, so (re)scheduling is O(1) and the wheel holds each nod
 Every change goes through `kernels.rules`, the dense kernel's own arithmetic, so both give the
 same bits.
 """
-import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
@@ -24,7 +23,7 @@ from numba.extending import intrinsic
 from puffer_cluster.kernels.dense import CHUNK, apply_actions
 from puffer_cluster.kernels.drivers import grid_drivers
 from puffer_cluster.kernels.fixed import (
-    CPU_BASE, FADE, G_ONE, LEAK, MEM, NEVER, ONE, OOM_DUE, OOM_NEXT, OOM_PREV, PRIO, SPIKE, SPIKE_T,
+    CPU_BASE, FADE, G_BITS, LEAK, MEM, NEVER, ONE, OOM_DUE, OOM_NEXT, OOM_PREV, PRIO, SPIKE, SPIKE_T,
     WHEEL_CPU, WHEEL_OOM, WHEEL_SLOPE, entropy_integral_nb,
 )
 from puffer_cluster.kernels.rules import (
@@ -87,18 +86,18 @@ def _prefetch_grid(state, params, g):
 @njit(inline="always")
 def first_oom_step(params, table, nodes, i, t_from):
     """The first step t >= t_from at which node i's memory reaches ONE, or NEVER within the
-    episode. G is increasing: the closed form of G (t + t (t + 1) / 2h steps, before rounding)
-    gives the step or the one before, and the table settles it. Written without branches on
-    the node's values (selects, not jumps): half of a fresh grid's nodes never reach ONE, and
-    a mispredicted jump per node cost more than all the arithmetic."""
+    episode. G rises by at least G_ONE a step, so the first step of the target's G_ONE bucket
+    (`params.entropy_inverse`) is the step or the one before, and the table settles it (a
+    closed-form inverse of G measured slower: a square root per node). Written without
+    branches on the node's values (selects, not jumps): half of a fresh grid's nodes never
+    reach ONE, and a mispredicted jump per node cost more than all the arithmetic."""
     last = params.max_steps
     need = ONE - mem_now(table, nodes, i, t_from)
     leak = nodes[i, LEAK]
     target = table[min(t_from, last)] + (max(need, 1) + leak - 1) // max(leak, 1)
-    h = params.red_queen_horizon
-    b = 1.0 + 0.5 / h
-    guess = (np.sqrt(b * b + (2.0 / (h * G_ONE)) * target) - b) * h
-    t = min(max(int(guess), t_from + 1), last)
+    first_steps = params.entropy_inverse
+    t = first_steps[min(target >> G_BITS, first_steps.shape[0] - 1)]
+    t = min(max(t, t_from + 1), last)
     t = min(t + (table[t] < target), last)
     if ((table[t] < target) & (t < last)) | ((t > t_from + 1) & (table[t - 1] >= target)):
         while t < last and table[t] < target:  # not reached: the guess is never two short

@@ -17,7 +17,8 @@ from numba import njit
 ONE = 1 << 40
 CAP_ONE = 1 << 16
 PRIO_ONE = 1 << 24
-G_ONE = 1 << 12
+G_BITS = 12
+G_ONE = 1 << G_BITS
 LEAK_ONE = ONE // G_ONE
 FRACTION_ONE = 1 << 16  # the clean's kept fraction
 RATIO_UNIT = 2.0 ** -40

@@ -85,6 +85,7 @@ class WorldParams(NamedTuple):
     oom_collapse_count: int  # total OOMs that collapse the cluster (config: oom_limit, a node fraction)
     # Derived, in fixed point.
     entropy_integral: np.ndarray  # int64 (max_steps + 1,): G[t] = sum_{s<=t} E(s), G_ONE units
+    entropy_inverse: np.ndarray   # int64: [k] = the first t with G[t] >= k * G_ONE
     fade_fx: int         # spike load lost per step at cap 1 (ratio units)
     fade_inverse: float  # 1 / fade_fx (0 when there is no fade): the event kernel's phase ends
     jump_fx: int         # overload memory jump (ratio units)
@@ -201,6 +202,7 @@ def make_params(env_config: dict) -> WorldParams:
     return WorldParams(
         **values, oom_collapse_count=max(1, int(round(oom_fraction * height * width))),
         entropy_integral=table,
+        entropy_inverse=np.searchsorted(table, np.arange(table[-1] // G_ONE + 2) * G_ONE),
         fade_fx=int(values["spike_fade"] * ONE),
         fade_inverse=1.0 / int(values["spike_fade"] * ONE) if values["spike_fade"] * ONE >= 1 else 0.0,
         jump_fx=int(values["overload_mem_jump"] * ONE),
