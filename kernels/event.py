@@ -60,15 +60,21 @@ def _prefetch(typingctx, array, row, column):
 @njit(inline="always")
 def _prefetch_grid(state, params, g):
     """Start loading what grid g's next step will touch at random (its first spikes' records,
-    its wheel's row, its gardeners' views) while the previous grid steps: a grid's records are
+    its wheel's rows, its gardeners' views) while the previous grid steps: a grid's records are
     far apart in memory, and these loads, not the arithmetic, bound the event kernel. The spike
     loop requests the later spikes' records itself, PREFETCH_AHEAD ahead. A spike needs the
     first cache line of its record only."""
     count = params.height * params.width
     nodes = state.nodes[g]
     t = state.step[g] + 1
+    wheel = state.wheel[g]
     if t <= params.max_steps:
-        _prefetch(state.wheel[g], t, 0)
+        _prefetch(wheel, t, 0)
+    # The rows where its spikes' fades will end (a row is 24 bytes: every other row covers
+    # every line): the wheels of thousands of small grids are not in the cache.
+    last = min(t + params.fade_steps_max, params.max_steps)
+    for row in range(t + params.fade_steps_min, last + 2, 2):
+        _prefetch(wheel, min(row, last), 0)
     spikes, node_stream, _ = spike_draws(params, state.episode_seed[g], t, count)
     for j in range(min(spikes, PREFETCH_AHEAD)):
         _prefetch(nodes, spike_node(node_stream, j, count), 0)
@@ -117,7 +123,7 @@ def _wheel_add(params, wheel, step, cpu_change, slope_change):
 
 
 @njit(inline="always")
-def _fade_steps(params, amount, fade):
+def _fade_quotient(params, amount, fade):
     """floor(amount / fade) for 0 <= amount < 2^50 and fade > 0: at the default fade (most
     nodes) from the float estimate amount * (1 / fade), which is within one below, and one
     exact correction; otherwise by an integer division (the estimate saves one per spike)."""
@@ -140,10 +146,10 @@ def _cpu_account(params, nodes, wheel, i, t, sign):
     if left == 0 or fade == 0 or base >= ONE:  # flat, or constant for good
         return cpu_change, 0
     # The first step the spike has faded: cpu = base from then on.
-    faded = spike_t + _fade_steps(params, spike + fade - 1, fade)
+    faded = spike_t + _fade_quotient(params, spike + fade - 1, fade)
     _wheel_add(params, wheel, faded, sign * (fade * (faded - spike_t) - spike), -sign * fade)
     if base + left >= ONE:  # saturated until the first step with base + spike - fade * age < ONE
-        falls = spike_t + _fade_steps(params, base + spike - ONE, fade) + 1
+        falls = spike_t + _fade_quotient(params, base + spike - ONE, fade) + 1
         _wheel_add(params, wheel, falls, sign * (base + spike - fade * (falls - spike_t) - ONE),
                    sign * fade)
         return cpu_change, 0

@@ -88,6 +88,8 @@ class WorldParams(NamedTuple):
     entropy_inverse: np.ndarray   # int64: [k] = the first t with G[t] >= k * G_ONE
     fade_fx: int         # spike load lost per step at cap 1 (ratio units)
     fade_inverse: float  # 1 / fade_fx (0 when there is no fade): the event kernel's phase ends
+    fade_steps_min: int  # the fewest steps a spike landing on a flat node takes to fade
+    fade_steps_max: int  # the most
     jump_fx: int         # overload memory jump (ratio units)
     restart_fx: int      # memory pressure after an OOM restart
     useful_fx: int       # clean_useful_mem
@@ -199,12 +201,15 @@ def make_params(env_config: dict) -> WorldParams:
                             f"{MAX_LEAK_GROWTH:g} in max_steps (int64 overflow)")
     if problems:
         raise ValueError("invalid world parameters: " + "; ".join(problems))
+    fade_fx = int(values["spike_fade"] * ONE)
     return WorldParams(
         **values, oom_collapse_count=max(1, int(round(oom_fraction * height * width))),
         entropy_integral=table,
         entropy_inverse=np.searchsorted(table, np.arange(table[-1] // G_ONE + 2) * G_ONE),
-        fade_fx=int(values["spike_fade"] * ONE),
-        fade_inverse=1.0 / int(values["spike_fade"] * ONE) if values["spike_fade"] * ONE >= 1 else 0.0,
+        fade_fx=fade_fx,
+        fade_inverse=1.0 / fade_fx if fade_fx > 0 else 0.0,
+        fade_steps_min=-(-int(values["spike_min"] * ONE) // fade_fx) if fade_fx > 0 else 0,
+        fade_steps_max=-(-int(values["spike_max"] * ONE) // fade_fx) if fade_fx > 0 else 0,
         jump_fx=int(values["overload_mem_jump"] * ONE),
         restart_fx=int(values["restart_mem"] * ONE),
         useful_fx=int(values["clean_useful_mem"] * ONE),
