@@ -227,8 +227,8 @@ def cache_aligned_zeros(shape: tuple, dtype=np.int64) -> np.ndarray:
     multiple of 64 bytes never straddles one more line than it fills. An array of 2 MiB or more
     gets a mapping of its own, page-aligned, with a request for 2 MiB pages where Linux has them
     (madvise): a spike reads one record at random among hundreds of megabytes, and with 4 KiB
-    pages each read also walks the page tables (10-33% of the event kernel's step here: README,
-    "Throughput")."""
+    pages each read also walks the page tables (the 2 MiB pages take 10-33% off the event
+    kernel's step here: README, "Throughput")."""
     size = int(np.prod(shape)) * np.dtype(dtype).itemsize
     if size >= HUGE_PAGE and hasattr(mmap, "MAP_ANONYMOUS"):
         pages = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
