@@ -11,7 +11,8 @@ at those steps at once (and taken back if the node changes again first): a phase
 no work when it falls due, and a spike touches one record. A node's OOM is the first step its
 closed-form memory reaches ONE, found from the G table whenever its memory changes; the OOMs
 due at a step are an intrusive doubly linked list through the node records, headed in the
-wheel's row of that step, so (re)scheduling is O(1) and the wheel holds each node at most once.
+wheel's row of that step (row 0 for a node that does not reach ONE in the episode: no step walks
+it), so (re)scheduling is O(1) and the wheel holds each node exactly once.
 Every change goes through `kernels.rules`, the dense kernel's own arithmetic, so both give the
 same bits.
 """
