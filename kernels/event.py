@@ -24,7 +24,7 @@ from numba.extending import intrinsic
 from puffer_cluster.kernels.dense import CHUNK, apply_actions
 from puffer_cluster.kernels.drivers import grid_drivers
 from puffer_cluster.kernels.fixed import (
-    CPU_BASE, FADE, G_BITS, LEAK, MEM, NEVER, ONE, OOM_DUE, OOM_NEXT, OOM_PREV, PRIO, SPIKE, SPIKE_T,
+    CPU_BASE, FADE, LEAK, MEM, NEVER, ONE, OOM_DUE, OOM_NEXT, OOM_PREV, PRIO, SPIKE, SPIKE_T,
     WHEEL_CPU, WHEEL_OOM, WHEEL_SLOPE, entropy_integral_nb,
 )
 from puffer_cluster.kernels.rules import (
@@ -95,7 +95,8 @@ def first_oom_step(params, table, nodes, i, t_from):
     """The first step t >= t_from at which node i's memory reaches ONE, or NEVER within the
     episode. G rises by at least G_ONE a step, so the first step of the target's G_ONE bucket
     (`params.entropy_inverse`) is the step or the one before, and the table settles it (a
-    closed-form inverse of G measured slower: a square root per node). Written without
+    closed-form inverse of G measured slower: a square root per node; where G outgrows that
+    table, its buckets are wider and a search goes on from there). Written without
     branches on the node's values (selects, not jumps): half of a fresh grid's nodes never
     reach ONE, and a mispredicted jump per node cost more than all the arithmetic."""
     last = params.max_steps
@@ -103,11 +104,11 @@ def first_oom_step(params, table, nodes, i, t_from):
     leak = nodes[i, LEAK]
     target = table[min(t_from, last)] + (max(need, 1) + leak - 1) // max(leak, 1)
     first_steps = params.entropy_inverse
-    t = first_steps[min(target >> G_BITS, first_steps.shape[0] - 1)]
+    t = first_steps[min(target >> params.entropy_inverse_bits, first_steps.shape[0] - 1)]
     t = min(max(t, t_from + 1), last)
     t = min(t + (table[t] < target), last)
     if ((table[t] < target) & (t < last)) | ((t > t_from + 1) & (table[t - 1] >= target)):
-        while t < last and table[t] < target:  # not reached: the guess is never two short
+        while t < last and table[t] < target:  # reached with wide buckets only
             t += 1
         while t > t_from + 1 and table[t - 1] >= target:
             t -= 1

@@ -11,8 +11,8 @@ import numpy as np
 
 from puffer_cluster.kernels import fixed
 from puffer_cluster.kernels.fixed import (
-    CAP_ONE, EVENT_NODE_FIELDS, FRACTION_ONE, G_ONE, NEVER, NODE_FIELDS, ONE, PRIO_ONE, PRIO_UNIT,
-    WHEEL_FIELDS, WHEEL_OOM, cpu_at, entropy_integral, mem_at, ratio_float,
+    CAP_ONE, EVENT_NODE_FIELDS, FRACTION_ONE, G_BITS, G_ONE, NEVER, NODE_FIELDS, ONE, PRIO_ONE,
+    PRIO_UNIT, WHEEL_FIELDS, WHEEL_OOM, cpu_at, entropy_integral, mem_at, ratio_float,
 )
 from puffer_cluster.kernels.rng import STREAM_GRID, counter_hash
 
@@ -85,7 +85,8 @@ class WorldParams(NamedTuple):
     oom_collapse_count: int  # total OOMs that collapse the cluster (config: oom_limit, a node fraction)
     # Derived, in fixed point.
     entropy_integral: np.ndarray  # int64 (max_steps + 1,): G[t] = sum_{s<=t} E(s), G_ONE units
-    entropy_inverse: np.ndarray   # int64: [k] = the first t with G[t] >= k * G_ONE
+    entropy_inverse: np.ndarray   # int64: [k] = the first t with G[t] >= k << entropy_inverse_bits
+    entropy_inverse_bits: int     # G_BITS, or more where G outgrows a table of a few max_steps
     fade_fx: int         # spike load lost per step at cap 1 (ratio units)
     fade_inverse: float  # 1 / fade_fx (0 when there is no fade): the event kernel's phase ends
     fade_steps_min: int  # the fewest steps a spike landing on a flat node takes to fade
@@ -160,6 +161,17 @@ def entropy_table(max_steps: int, horizon: float) -> np.ndarray:
     return np.floor((t + t * (t + 1.0) / (2.0 * horizon)) * G_ONE + 0.5).astype(np.int64)
 
 
+def entropy_inverse_bits(table: np.ndarray) -> int:
+    """The bucket width (in bits of G units) of the inverse of G: one G_ONE, where G rises by at
+    least one bucket a step and the event kernel's OOM step is the bucket's first step or the
+    next; wider where that table would exceed 4 entries a step (a short horizon makes G grow
+    quadratically), the kernel then searching on from the bucket's first step."""
+    bits = G_BITS
+    while table[-1] >> bits > 4 * table.shape[0]:
+        bits += 1
+    return bits
+
+
 def make_params(env_config: dict) -> WorldParams:
     """WorldParams from the `[env]` config section (extra keys such as `num_envs` are ignored).
 
@@ -202,10 +214,13 @@ def make_params(env_config: dict) -> WorldParams:
     if problems:
         raise ValueError("invalid world parameters: " + "; ".join(problems))
     fade_fx = int(values["spike_fade"] * ONE)
+    inverse_bits = entropy_inverse_bits(table)
     return WorldParams(
         **values, oom_collapse_count=max(1, int(round(oom_fraction * height * width))),
         entropy_integral=table,
-        entropy_inverse=np.searchsorted(table, np.arange(table[-1] // G_ONE + 2) * G_ONE),
+        entropy_inverse=np.searchsorted(table, np.arange((table[-1] >> inverse_bits) + 2)
+                                        << inverse_bits),
+        entropy_inverse_bits=inverse_bits,
         fade_fx=fade_fx,
         fade_inverse=1.0 / fade_fx if fade_fx > 0 else 0.0,
         fade_steps_min=-(-int(values["spike_min"] * ONE) // fade_fx) if fade_fx > 0 else 0,

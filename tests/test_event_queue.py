@@ -7,39 +7,51 @@ import pytest
 
 from puffer_cluster.env import world_params
 from puffer_cluster.kernels.event import _fade_quotient, first_oom_step
-from puffer_cluster.kernels.fixed import LEAK, LEAK_ONE, MEM, MEM_T, NEVER, ONE
+from puffer_cluster.kernels.fixed import G_BITS, LEAK, LEAK_ONE, MEM, MEM_T, NEVER, ONE
 from puffer_cluster.kernels.world import HUGE_PAGE, cache_aligned_zeros
 
 
 def oom_step_by_search(table, mem, mem_t, leak, t_from, max_steps):
-    """The first step t >= t_from with memory >= ONE, step by step."""
-    for t in range(t_from, max_steps + 1):
-        if mem + leak * (table[t] - table[mem_t]) >= ONE:
-            return t
-    return NEVER
+    """The first step t >= t_from with memory >= ONE, by testing every step."""
+    reached = mem + leak * (table[t_from:max_steps + 1] - table[mem_t]) >= ONE
+    return t_from + int(np.argmax(reached)) if reached.any() else NEVER
 
 
-@pytest.mark.parametrize("horizon", [0.25, 16.0, 256.0, 1e7])
-@pytest.mark.parametrize("max_steps", [6, 512])
+# 0.25 at 512 steps and 1.0 at 20,000: G outgrows a table of a few entries a step, so the
+# inverse's buckets are wider than G_ONE (params.entropy_inverse_bits).
+@pytest.mark.parametrize("horizon,max_steps", [
+    (0.25, 6), (16.0, 6), (256.0, 6), (1e7, 6),
+    (0.25, 512), (16.0, 512), (256.0, 512), (1e7, 512), (1.0, 20000),
+])
 def test_first_oom_step_matches_a_search_of_the_table(horizon, max_steps):
     params = world_params(dict(height=4, width=4, max_steps=max_steps, red_queen_horizon=horizon,
-                               leak_max=0.001))
+                               leak_min=0.0, leak_max=min(0.001, 1e5 / max_steps ** 2)))
     table = params.entropy_integral
     rng = np.random.default_rng(int(horizon * 7) + max_steps)
     nodes = np.zeros((1, 16), np.int64)
+    largest_leak = min(LEAK_ONE // 8, (1 << 62) // int(table[-1]))  # no int64 overflow
     checked = set()
     for _ in range(3000):
         t_from = int(rng.integers(1, max_steps + 1))
         mem_t = int(rng.integers(0, t_from + 1))
         mem = int(rng.integers(0, ONE + ONE // 8))  # some already at or past ONE
-        leak = int(rng.choice([0, 1, int(rng.integers(1, LEAK_ONE // 8)),
-                               int(rng.integers(1, ONE // max(1, table[-1])))]))
+        leak = int(rng.choice([0, 1, int(rng.integers(1, largest_leak)),
+                               int(rng.integers(1, max(2, ONE // int(table[-1]))))]))
         nodes[0, MEM], nodes[0, MEM_T], nodes[0, LEAK] = mem, mem_t, leak
         expected = oom_step_by_search(table, mem, mem_t, leak, t_from, max_steps)
         assert first_oom_step(params, table, nodes, 0, t_from) == expected, \
             (mem, mem_t, leak, t_from)
         checked.add("never" if expected == NEVER else "now" if expected == t_from else "later")
     assert checked == {"never", "now", "later"}
+
+
+def test_inverse_of_g_stays_a_few_entries_a_step():
+    """A short horizon over a long episode makes G quadratic: the inverse's buckets widen
+    instead of its table growing with G (here it would be 200M entries)."""
+    params = world_params(dict(height=4, width=4, max_steps=20000, red_queen_horizon=1.0,
+                               leak_min=0.0, leak_max=1e-6))
+    assert params.entropy_inverse.size <= 4 * (params.max_steps + 1) + 2
+    assert world_params(dict(height=4, width=4)).entropy_inverse_bits == G_BITS
 
 
 # The default, and a fade at which the float estimate falls one short at whole multiples (found by
