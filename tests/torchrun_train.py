@@ -2,7 +2,7 @@
 resume check of the multi-process tests in one launch (imports cost more than the runs):
 ROOT/full trains a tiny PPO run uninterrupted, ROOT/split stops after update 3 and resumes
 from its latest.pt, then a resume from two different latest.pt files is refused. The process
-group is joined here once; `train()` uses it."""
+group is joined here once; `train()` uses it. Its threads are gone once it is left."""
 import shutil
 import sys
 import time
@@ -50,3 +50,10 @@ with process_group(ranks, torch.device("cpu"), config["train"]["collective_timeo
         raise AssertionError("a resume from different latest.pt files ran")
     except ConfigError as error:
         assert "different updates" in str(error), error
+
+# The group's threads ended with it: gloo's threads still running when the interpreter exits
+# abort it now and then.
+tasks = Path("/proc/self/task")
+if tasks.exists():
+    names = sorted((task / "comm").read_text().strip() for task in tasks.iterdir())
+    assert not any("gloo" in name for name in names), f"rank {ranks.rank} threads: {names}"

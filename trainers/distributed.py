@@ -145,6 +145,10 @@ def process_group(ranks: Ranks, device: torch.device, timeout_s: float):
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS,
                                          cores // ranks.local_world_size)))
+    # Imported before the group exists: importing it while one does (the first optimizer and
+    # DistributedDataParallel import it) keeps the group alive after destroy_process_group, and
+    # gloo's threads then outlive the interpreter (now and then an abort at exit).
+    import torch._dynamo  # noqa: F401
     timeout = timedelta(seconds=timeout_s)
     if device.type == "cuda":
         torch.cuda.set_device(device)
