@@ -36,7 +36,7 @@ from puffer_cluster.kernels.rules import (
 MEM_SUM, MEM_RATE, CPU_SUM, CPU_SLOPE = range(4)
 # Spikes ahead whose record is requested while one lands: the records of a grid's spikes are
 # scattered over its node array, and a spike's own arithmetic is too short to hide the wait
-# for its record; 16 in flight keep the memory busy (bench/world_v2.py: 8 to 32 measure alike).
+# for its record; 16 in flight keep the memory busy (at 128x128, 6 and 32 measured slower).
 PREFETCH_AHEAD = 16
 SECOND_LINE = 8  # the field that starts a node record's second 64-byte cache line
 
