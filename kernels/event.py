@@ -39,12 +39,13 @@ MEM_SUM, MEM_RATE, CPU_SUM, CPU_SLOPE = range(4)
 # for its record; 16 in flight keep the memory busy (at 128x128, 6 and 32 measured slower).
 PREFETCH_AHEAD = 16
 SECOND_LINE = 8  # the field that starts a node record's second 64-byte cache line
-# A step's spike draws (nodes and sizes) are hashed a block at a time into a ring on the stack,
-# one block ahead of the landings: a loop of hashes alone vectorises, and the landing loop,
-# which waits on memory, loses three hashes a spike (at 128x128 a step took 15-18% less).
-SPIKE_BLOCK = 128
-SPIKE_RING = 2 * SPIKE_BLOCK
-_RING_TYPE = types.Array(types.int64, 2, "C")
+# Columns of the int64 (2, SCRATCH) array on the stack (`_scratch`) that a step and a reset
+# work in. A step's spike draws (nodes and sizes) are hashed a block at a time into it as a
+# ring, one block ahead of the landings: a loop of hashes alone vectorises, and the landing
+# loop, which waits on memory, loses three hashes a spike (at 128x128 a step took 15-18% less).
+SCRATCH = 256
+SPIKE_BLOCK = SCRATCH // 2
+_SCRATCH_TYPE = types.Array(types.int64, 2, "C")
 
 
 @intrinsic
@@ -65,25 +66,26 @@ def _prefetch(typingctx, array, row, column):
 
 
 @intrinsic
-def _spike_ring(typingctx):
-    """An uninitialised int64 (2, SPIKE_RING) array on the calling function's stack: its rows
-    are the nodes and the sizes of a step's spikes, spike j in column j % SPIKE_RING."""
+def _scratch(typingctx):
+    """An uninitialised int64 (2, SCRATCH) array on the calling function's stack: no
+    allocation, and memory that nothing else can alias."""
     def codegen(context, builder, signature, args):
-        data = cgutils.alloca_once(builder, ir.IntType(64), size=2 * SPIKE_RING)
-        array = context.make_array(_RING_TYPE)(context, builder)
+        data = cgutils.alloca_once(builder, ir.IntType(64), size=2 * SCRATCH)
+        array = context.make_array(_SCRATCH_TYPE)(context, builder)
         intp = context.get_value_type(types.intp)
         context.populate_array(
-            array, data=data, shape=[ir.Constant(intp, 2), ir.Constant(intp, SPIKE_RING)],
-            strides=[ir.Constant(intp, 8 * SPIKE_RING), ir.Constant(intp, 8)],
+            array, data=data, shape=[ir.Constant(intp, 2), ir.Constant(intp, SCRATCH)],
+            strides=[ir.Constant(intp, 8 * SCRATCH), ir.Constant(intp, 8)],
             itemsize=ir.Constant(intp, 8), meminfo=None)
         return array._getvalue()
-    return _RING_TYPE(), codegen
+    return _SCRATCH_TYPE(), codegen
 
 
 @njit(inline="always")
 def _draw_spikes(params, ring, node_stream, size_stream, first, last, count):
-    """Spikes first..last-1 (one block at most, first a multiple of SPIKE_BLOCK) into the ring."""
-    column = first % SPIKE_RING
+    """The nodes (row 0) and sizes (row 1) of spikes first..last-1 (one block at most, first a
+    multiple of SPIKE_BLOCK) into the ring's columns j % SCRATCH."""
+    column = first % SCRATCH
     for k in range(last - first):
         ring[0, column + k] = spike_node(node_stream, first + k, count)
     for k in range(last - first):
@@ -283,17 +285,37 @@ def _rebuild_grid(state, params, g):
 @njit(inline="always")
 def _start_grid(state, params, g, context):
     """A new episode on grid g, with its sums and wheel: `_rebuild_grid` for a fresh world, where
-    no spike has landed yet (every cpu flat at its base, no phase change due)."""
+    no spike has landed yet (every cpu flat at its base, no phase change due). A node whose
+    memory stays below ONE all episode (about half of a fresh grid's) goes into row 0's list
+    at once; only the others, listed a block at a time, need `first_oom_step` (a reset costs
+    a fifth less)."""
     start_episode(state, params, g)
     sums, nodes, wheel = state.sums[g], state.nodes[g], state.wheel[g]
     table = params.entropy_integral
     _empty_wheel(wheel)
     mem_sum = mem_rate = cpu_sum = 0
-    for i in range(params.height * params.width):
-        mem_sum += nodes[i, MEM]
-        mem_rate += nodes[i, LEAK]
-        cpu_sum += min(ONE, nodes[i, CPU_BASE])
-        _link_oom(params, table, nodes, wheel, i, 1)
+    count = params.height * params.width
+    reaching = _scratch()[0]
+    for first in range(0, count, SCRATCH):
+        listed = 0
+        head = wheel[0, WHEEL_OOM]
+        for i in range(first, min(first + SCRATCH, count)):
+            mem_sum += nodes[i, MEM]
+            mem_rate += nodes[i, LEAK]
+            cpu_sum += min(ONE, nodes[i, CPU_BASE])
+            # `_link_oom` into row 0 where it never reaches ONE, with selects (a coin toss):
+            # otherwise its stores go to its own links, which its `_link_oom` rewrites.
+            never = mem_now(table, nodes, i, params.max_steps) < ONE
+            nodes[i, OOM_DUE] = NEVER
+            nodes[i, OOM_NEXT] = head
+            nodes[head if never & (head != NEVER) else i, OOM_PREV] = i
+            nodes[i, OOM_PREV] = NEVER
+            head = i if never else head
+            reaching[listed] = i
+            listed += not never
+        wheel[0, WHEEL_OOM] = head
+        for k in range(listed):
+            _link_oom(params, table, nodes, wheel, reaching[k], 1)
     sums[MEM_SUM], sums[MEM_RATE], sums[CPU_SUM], sums[CPU_SLOPE] = mem_sum, mem_rate, cpu_sum, 0
 
 
@@ -318,17 +340,17 @@ def _step_grid(state, params, g, actions, observations, rewards, terminals, trun
     # An overloaded node's OOM moves at the next overload (or after the loop), once its record's
     # second cache line, requested now, has arrived: its memory is the same then.
     pending = NEVER
-    ring = _spike_ring()
+    ring = _scratch()
     _draw_spikes(params, ring, node_stream, size_stream, 0, min(spikes, SPIKE_BLOCK), count)
     for j in range(spikes):
         if j % SPIKE_BLOCK == 0:
             _draw_spikes(params, ring, node_stream, size_stream, j + SPIKE_BLOCK,
                          min(spikes, j + 2 * SPIKE_BLOCK), count)
         if j + PREFETCH_AHEAD < spikes:
-            _prefetch(nodes, ring[0, (j + PREFETCH_AHEAD) % SPIKE_RING], 0)
-        i = ring[0, j % SPIKE_RING]
+            _prefetch(nodes, ring[0, (j + PREFETCH_AHEAD) % SCRATCH], 0)
+        i = ring[0, j % SCRATCH]
         cpu_out, slope_out = _cpu_account(params, nodes, wheel, i, t, -1)
-        if land_spike(params, table, nodes, i, t, ring[1, j % SPIKE_RING]):
+        if land_spike(params, table, nodes, i, t, ring[1, j % SCRATCH]):
             overloads += 1
             _prefetch(nodes, i, SECOND_LINE)
             if pending != NEVER:

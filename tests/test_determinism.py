@@ -85,7 +85,7 @@ def test_three_implementations_agree_when_a_step_draws_many_spikes(size):
     """The event kernel draws a step's spikes a block at a time into a ring: 256 spikes a step
     (16x16) fill it exactly, 576 (24x24) wrap around it."""
     params = params_with(height=size, width=size, spike_rate=1.0, max_steps=40)
-    assert size * size >= event.SPIKE_RING
+    assert size * size >= event.SCRATCH
     run_all_three(params, 4, 60, size, np.random.default_rng(size), -1, 9)
 
 

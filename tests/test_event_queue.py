@@ -1,13 +1,19 @@
 """The event kernel's shortcuts against the plain arithmetic they stand for: a node's OOM step
 (the inverse table of G plus one correction, no branches), a phase end's step (a float estimate
 plus one correction) and the state's memory (2 MiB pages for large arrays). The rollout tests
-compare whole trajectories; these reach the corners a rollout seldom does."""
+compare whole trajectories; these reach the corners a rollout seldom does, and the OOM lists'
+links, which a rollout reads only where a step walks them."""
 import numpy as np
 import pytest
 
+from conftest import World, params_with, random_actions
 from puffer_cluster.env import world_params
+from puffer_cluster.kernels import event
 from puffer_cluster.kernels.event import _fade_quotient, first_oom_step
-from puffer_cluster.kernels.fixed import G_BITS, LEAK, LEAK_ONE, MEM, MEM_T, NEVER, ONE
+from puffer_cluster.kernels.fixed import (
+    G_BITS, LEAK, LEAK_ONE, MEM, MEM_T, NEVER, ONE, OOM_DUE, OOM_NEXT, OOM_PREV, WHEEL_OOM,
+)
+from puffer_cluster.kernels.rules import mem_now
 from puffer_cluster.kernels.world import HUGE_PAGE, cache_aligned_zeros
 
 
@@ -76,3 +82,38 @@ def test_state_arrays_are_zeroed_writable_and_aligned(shape):
     assert not array.any()
     array[...] = 7
     assert (array == 7).all()
+
+
+def assert_oom_lists_hold_each_node_once(state, params):
+    """Every node of every grid in exactly one OOM list, the one of its OOM_DUE's row (row 0
+    for NEVER), linked both ways; a node still below ONE at the episode's end is in row 0."""
+    count = params.height * params.width
+    for g in range(state.step.shape[0]):
+        nodes, wheel = state.nodes[g], state.wheel[g]
+        seen = np.zeros(count, dtype=np.int64)
+        for row in range(params.max_steps + 1):
+            i, before = wheel[row, WHEEL_OOM], NEVER
+            while i != NEVER and seen[i] == 0:
+                assert max(nodes[i, OOM_DUE], 0) == row and nodes[i, OOM_PREV] == before
+                seen[i] += 1
+                before, i = i, nodes[i, OOM_NEXT]
+            assert i == NEVER, f"grid {g}: node {i} twice in the lists"
+        assert (seen == 1).all(), f"grid {g}: nodes in no list: {np.flatnonzero(seen == 0)}"
+        below = [i for i in range(count)
+                 if mem_now(params.entropy_integral, nodes, i, params.max_steps) < ONE]
+        assert (nodes[below, OOM_DUE] == NEVER).all()
+
+
+def test_oom_lists_hold_each_node_once_after_resets_and_steps():
+    """24x24: a reset lists its nodes in blocks (event.SCRATCH), the last one partial; the
+    harsh leak makes OOMs, restarts and auto-resets move nodes between lists."""
+    params = params_with(height=24, width=24, max_steps=60, leak_max=0.02, spike_rate=0.05)
+    assert 24 * 24 % event.SCRATCH != 0
+    world = World(event, params, num_grids=3, seed=5)
+    assert_oom_lists_hold_each_node_once(world.state, params)
+    rng = np.random.default_rng(8)
+    for t in range(130):
+        world.step(random_actions(rng, 3, -1, 9))
+        if t % 20 == 19:
+            assert_oom_lists_hold_each_node_once(world.state, params)
+    assert world.state.ep_oom.sum() + world.state.finished_count.sum() > 0
