@@ -11,8 +11,8 @@ at those steps at once (and taken back if the node changes again first): a phase
 no work when it falls due, and a spike touches one record. A node's OOM is the first step its
 closed-form memory reaches ONE, found from the G table whenever its memory changes; the OOMs
 due at a step are an intrusive doubly linked list through the node records, headed in the
-wheel's row of that step (row 0 for a node that does not reach ONE in the episode: no step walks
-it), so (re)scheduling is O(1) and the wheel holds each node exactly once.
+wheel's row of that step, so (re)scheduling is O(1) and the wheel holds each node at most once:
+a node that does not reach ONE in the episode is in no list (its links NEVER).
 Every change goes through `kernels.rules`, the dense kernel's own arithmetic, so both give the
 same bits.
 """
@@ -208,8 +208,9 @@ def _unlink_oom(nodes, wheel, i):
 
 @njit(inline="always")
 def _link_oom(params, table, nodes, wheel, i, t_from):
-    """Node i (in no list) into the list of the step its memory now reaches ONE; a node that
-    never does goes into row 0's list, which no step walks (steps start at 1)."""
+    """Node i (in no list) into the list of the step its memory now reaches ONE. A node that
+    never does stays in no list: its stores go to row 0, which no step walks (steps start at
+    1) and whose head stays NEVER, so that `_unlink_oom` of such a node changes nothing."""
     due = first_oom_step(params, table, nodes, i, t_from)
     nodes[i, OOM_DUE] = due
     row = max(due, 0)
@@ -217,7 +218,7 @@ def _link_oom(params, table, nodes, wheel, i, t_from):
     nodes[i, OOM_NEXT] = head
     nodes[head if head != NEVER else i, OOM_PREV] = i
     nodes[i, OOM_PREV] = NEVER
-    wheel[row, WHEEL_OOM] = i
+    wheel[row, WHEEL_OOM] = i if due != NEVER else NEVER
 
 
 @njit(inline="always")
@@ -286,9 +287,8 @@ def _rebuild_grid(state, params, g):
 def _start_grid(state, params, g, context):
     """A new episode on grid g, with its sums and wheel: `_rebuild_grid` for a fresh world, where
     no spike has landed yet (every cpu flat at its base, no phase change due). A node whose
-    memory stays below ONE all episode (about half of a fresh grid's) goes into row 0's list
-    at once; only the others, listed a block at a time, need `first_oom_step` (a reset costs
-    a fifth less)."""
+    memory stays below ONE all episode (about half of a fresh grid's) is in no OOM list; only
+    the others, listed a block at a time, need `first_oom_step` (a reset costs a fifth less)."""
     start_episode(state, params, g)
     sums, nodes, wheel = state.sums[g], state.nodes[g], state.wheel[g]
     table = params.entropy_integral
@@ -298,22 +298,13 @@ def _start_grid(state, params, g, context):
     reaching = _scratch()[0]
     for first in range(0, count, SCRATCH):
         listed = 0
-        head = wheel[0, WHEEL_OOM]
         for i in range(first, min(first + SCRATCH, count)):
             mem_sum += nodes[i, MEM]
             mem_rate += nodes[i, LEAK]
             cpu_sum += min(ONE, nodes[i, CPU_BASE])
-            # `_link_oom` into row 0 where it never reaches ONE, with selects (a coin toss):
-            # otherwise its stores go to its own links, which its `_link_oom` rewrites.
-            never = mem_now(table, nodes, i, params.max_steps) < ONE
-            nodes[i, OOM_DUE] = NEVER
-            nodes[i, OOM_NEXT] = head
-            nodes[head if never & (head != NEVER) else i, OOM_PREV] = i
-            nodes[i, OOM_PREV] = NEVER
-            head = i if never else head
-            reaching[listed] = i
-            listed += not never
-        wheel[0, WHEEL_OOM] = head
+            nodes[i, OOM_DUE] = nodes[i, OOM_NEXT] = nodes[i, OOM_PREV] = NEVER
+            reaching[listed] = i  # a coin toss: kept by counting, not by a jump
+            listed += mem_now(table, nodes, i, params.max_steps) >= ONE
         for k in range(listed):
             _link_oom(params, table, nodes, wheel, reaching[k], 1)
     sums[MEM_SUM], sums[MEM_RATE], sums[CPU_SUM], sums[CPU_SLOPE] = mem_sum, mem_rate, cpu_sum, 0

@@ -85,8 +85,8 @@ def test_state_arrays_are_zeroed_writable_and_aligned(shape):
 
 
 def assert_oom_lists_hold_each_node_once(state, params):
-    """Every node of every grid in exactly one OOM list, the one of its OOM_DUE's row (row 0
-    for NEVER), linked both ways; a node still below ONE at the episode's end is in row 0."""
+    """Every node of every grid that reaches ONE within the episode in exactly one OOM list,
+    the one of its OOM_DUE's row, linked both ways; every other node in none, due NEVER."""
     count = params.height * params.width
     for g in range(state.step.shape[0]):
         nodes, wheel = state.nodes[g], state.wheel[g]
@@ -94,14 +94,15 @@ def assert_oom_lists_hold_each_node_once(state, params):
         for row in range(params.max_steps + 1):
             i, before = wheel[row, WHEEL_OOM], NEVER
             while i != NEVER and seen[i] == 0:
-                assert max(nodes[i, OOM_DUE], 0) == row and nodes[i, OOM_PREV] == before
+                assert nodes[i, OOM_DUE] == row and nodes[i, OOM_PREV] == before
                 seen[i] += 1
                 before, i = i, nodes[i, OOM_NEXT]
             assert i == NEVER, f"grid {g}: node {i} twice in the lists"
-        assert (seen == 1).all(), f"grid {g}: nodes in no list: {np.flatnonzero(seen == 0)}"
-        below = [i for i in range(count)
-                 if mem_now(params.entropy_integral, nodes, i, params.max_steps) < ONE]
+        below = np.array([mem_now(params.entropy_integral, nodes, i, params.max_steps) < ONE
+                          for i in range(count)])
+        np.testing.assert_array_equal(seen, ~below, err_msg=f"grid {g}: listed")
         assert (nodes[below, OOM_DUE] == NEVER).all()
+        assert (nodes[below][:, [OOM_NEXT, OOM_PREV]] == NEVER).all()
 
 
 def test_oom_lists_hold_each_node_once_after_resets_and_steps():
