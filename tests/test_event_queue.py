@@ -86,8 +86,12 @@ def test_state_arrays_are_zeroed_writable_and_aligned(shape):
 
 def assert_oom_lists_hold_each_node_once(state, params):
     """Every node of every grid that reaches ONE within the episode in exactly one OOM list,
-    the one of its OOM_DUE's row, linked both ways; every other node in none, due NEVER."""
+    the one of its OOM_DUE's row, linked both ways; every other node in none, due NEVER. A
+    listed node's row is the step it reaches ONE, or an earlier recheck step where a reset
+    listed it (the walk there lists it again)."""
     count = params.height * params.width
+    table = params.entropy_integral
+    recheck = event._recheck_step(params)
     for g in range(state.step.shape[0]):
         nodes, wheel = state.nodes[g], state.wheel[g]
         seen = np.zeros(count, dtype=np.int64)
@@ -95,6 +99,8 @@ def assert_oom_lists_hold_each_node_once(state, params):
             i, before = wheel[row, WHEEL_OOM], NEVER
             while i != NEVER and seen[i] == 0:
                 assert nodes[i, OOM_DUE] == row and nodes[i, OOM_PREV] == before
+                due = first_oom_step(params, table, nodes, i, state.step[g] + 1)
+                assert row == due or row == recheck < due, (row, due)
                 seen[i] += 1
                 before, i = i, nodes[i, OOM_NEXT]
             assert i == NEVER, f"grid {g}: node {i} twice in the lists"
@@ -107,14 +113,19 @@ def assert_oom_lists_hold_each_node_once(state, params):
 
 def test_oom_lists_hold_each_node_once_after_resets_and_steps():
     """24x24: a reset lists its nodes in blocks (event.SCRATCH), the last one partial; the
-    harsh leak makes OOMs, restarts and auto-resets move nodes between lists."""
+    harsh leak makes OOMs, restarts and auto-resets move nodes between lists, and some
+    episodes pass the recheck step."""
     params = params_with(height=24, width=24, max_steps=60, leak_max=0.02, spike_rate=0.05)
     assert 24 * 24 % event.SCRATCH != 0
     world = World(event, params, num_grids=3, seed=5)
     assert_oom_lists_hold_each_node_once(world.state, params)
+    listed_at_recheck = (world.state.nodes[..., OOM_DUE] == event._recheck_step(params)).sum()
     rng = np.random.default_rng(8)
+    steps_seen = set()
     for t in range(130):
         world.step(random_actions(rng, 3, -1, 9))
-        if t % 20 == 19:
+        steps_seen.update(world.state.step.tolist())
+        if t % 10 == 9:
             assert_oom_lists_hold_each_node_once(world.state, params)
-    assert world.state.ep_oom.sum() + world.state.finished_count.sum() > 0
+    assert listed_at_recheck > 0 and event._recheck_step(params) in steps_seen
+    assert world.state.finished_count.sum() > 0
