@@ -36,7 +36,8 @@ from puffer_cluster.kernels.rules import (
 MEM_SUM, MEM_RATE, CPU_SUM, CPU_SLOPE = range(4)
 # Spikes ahead whose record is requested while one lands: the records of a grid's spikes are
 # scattered over its node array, and a spike's own arithmetic is too short to hide the wait
-# for its record; 16 in flight keep the memory busy (at 128x128, 6 and 32 measured slower).
+# for its record; 16 in flight keep the memory busy (at 128x128, 6, 12, 24 and 32 measured
+# slower).
 PREFETCH_AHEAD = 16
 SECOND_LINE = 8  # the field that starts a node record's second 64-byte cache line
 # Columns of the int64 (2, SCRATCH) array on the stack (`_scratch`) that a step and a reset
@@ -289,6 +290,12 @@ def _rebuild_grid(state, params, g):
 
 
 @njit(inline="always")
+def _recheck_step(params):
+    """The step where a reset lists the nodes that reach ONE in the episode's second half."""
+    return params.max_steps // 2 + 1
+
+
+@njit(inline="always")
 def _start_grid(state, params, g, context):
     """A new episode on grid g, with its sums and wheel: `_rebuild_grid` for a fresh world, where
     no spike has landed yet (every cpu flat at its base, no phase change due). Only a node whose
@@ -297,7 +304,7 @@ def _start_grid(state, params, g, context):
     the middle step, `_recheck_step`, whose walk finds it below ONE and lists it at its step
     then: most episodes end first (a random gardener's at 128x128 lasts about 220 of 512
     steps). A node that never reaches ONE (about half) is in no list. Which a node is, is a
-    coin toss: the nodes are sorted into lists of the stack by counting, not by jumps."""
+    coin toss: the nodes are sorted into two arrays on the stack by counting, not by jumps."""
     start_episode(state, params, g)
     sums, nodes, wheel = state.sums[g], state.nodes[g], state.wheel[g]
     table = params.entropy_integral
@@ -325,12 +332,6 @@ def _start_grid(state, params, g, context):
         for k in range(later_count):
             _list_oom(nodes, wheel, later[k], recheck)
     sums[MEM_SUM], sums[MEM_RATE], sums[CPU_SUM], sums[CPU_SLOPE] = mem_sum, mem_rate, cpu_sum, 0
-
-
-@njit(inline="always")
-def _recheck_step(params):
-    """The step where a reset lists the nodes that reach ONE in the episode's second half."""
-    return params.max_steps // 2 + 1
 
 
 @njit(inline="always")
