@@ -12,7 +12,8 @@ no work when it falls due, and a spike touches one record. A node's OOM is the f
 closed-form memory reaches ONE, found from the G table whenever its memory changes; the OOMs
 due at a step are an intrusive doubly linked list through the node records, headed in the
 wheel's row of that step, so (re)scheduling is O(1) and the wheel holds each node at most once:
-a node that does not reach ONE in the episode is in no list (its links NEVER).
+a node that does not reach ONE in the episode is in no list (its links NEVER), nor is one whose
+OOM step a reset left for later (LATER, `_start_grid`).
 Every change goes through `kernels.rules`, the dense kernel's own arithmetic, so both give the
 same bits.
 """
@@ -40,6 +41,7 @@ MEM_SUM, MEM_RATE, CPU_SUM, CPU_SLOPE = range(4)
 # slower).
 PREFETCH_AHEAD = 16
 SECOND_LINE = 8  # the field that starts a node record's second 64-byte cache line
+LATER = -2  # the OOM_DUE of a node in no list whose OOM step a reset left to the recheck step
 # Columns of the int64 (2, SCRATCH) array on the stack (`_scratch`) that a step and a reset
 # work in. A step's spike draws (nodes and sizes) are hashed a block at a time into it as a
 # ring, one block ahead of the landings: a loop of hashes alone vectorises, and the landing
@@ -209,15 +211,11 @@ def _unlink_oom(nodes, wheel, i):
 
 @njit(inline="always")
 def _link_oom(params, table, nodes, wheel, i, t_from):
-    """Node i (in no list) into the list of the step its memory now reaches ONE."""
-    _list_oom(nodes, wheel, i, first_oom_step(params, table, nodes, i, t_from))
-
-
-@njit(inline="always")
-def _list_oom(nodes, wheel, i, due):
-    """Node i (in no list) into the list of step `due`. NEVER lists it nowhere: its stores go
-    to row 0, which no step walks (steps start at 1) and whose head stays NEVER, so that
-    `_unlink_oom` of such a node changes nothing."""
+    """Node i (in no list) into the list of the step its memory now reaches ONE. A node that
+    never does stays in no list: its stores go to row 0, which no step walks (steps start at
+    1) and whose head stays NEVER, so that `_unlink_oom` of such a node (or of a LATER one)
+    changes nothing."""
+    due = first_oom_step(params, table, nodes, i, t_from)
     nodes[i, OOM_DUE] = due
     row = max(due, 0)
     head = wheel[row, WHEEL_OOM]
@@ -300,11 +298,10 @@ def _start_grid(state, params, g, context):
     """A new episode on grid g, with its sums and wheel: `_rebuild_grid` for a fresh world, where
     no spike has landed yet (every cpu flat at its base, no phase change due). Only a node whose
     memory reaches ONE in the episode's first half gets `first_oom_step` now (about one in
-    twenty of a fresh grid's). A node that reaches it later (about two in five) is listed at
-    the middle step, `_recheck_step`, whose walk finds it below ONE and lists it at its step
-    then: most episodes end first (a random gardener's at 128x128 lasts about 220 of 512
-    steps). A node that never reaches ONE (about half) is in no list. Which a node is, is a
-    coin toss: the nodes are sorted into two arrays on the stack by counting, not by jumps."""
+    twenty of a fresh grid's); one that reaches it later (about two in five) is left LATER, for
+    the recheck step (`_list_later`), which most episodes do not reach (a random gardener's at
+    128x128 lasts about 220 of 512 steps); one that never does (about half) is in no list.
+    Which a node is, is a coin toss: selects and counting, not jumps."""
     start_episode(state, params, g)
     sums, nodes, wheel = state.sums[g], state.nodes[g], state.wheel[g]
     table = params.entropy_integral
@@ -312,26 +309,37 @@ def _start_grid(state, params, g, context):
     mem_sum = mem_rate = cpu_sum = 0
     count = params.height * params.width
     recheck = _recheck_step(params)
-    scratch = _scratch()
-    soon, later = scratch[0], scratch[1]
+    soon = _scratch()[0]
     for first in range(0, count, SCRATCH):
-        soon_count = later_count = 0
+        soon_count = 0
         for i in range(first, min(first + SCRATCH, count)):
             mem_sum += nodes[i, MEM]
             mem_rate += nodes[i, LEAK]
             cpu_sum += min(ONE, nodes[i, CPU_BASE])
-            nodes[i, OOM_DUE] = nodes[i, OOM_NEXT] = nodes[i, OOM_PREV] = NEVER
-            reaches_soon = mem_now(table, nodes, i, recheck - 1) >= ONE
             reaches = mem_now(table, nodes, i, params.max_steps) >= ONE
+            nodes[i, OOM_DUE] = LATER if reaches else NEVER
+            nodes[i, OOM_NEXT] = nodes[i, OOM_PREV] = NEVER
             soon[soon_count] = i
-            soon_count += reaches_soon
-            later[later_count] = i
-            later_count += reaches - reaches_soon  # soon implies at all
+            soon_count += mem_now(table, nodes, i, recheck - 1) >= ONE
         for k in range(soon_count):
             _link_oom(params, table, nodes, wheel, soon[k], 1)
-        for k in range(later_count):
-            _list_oom(nodes, wheel, later[k], recheck)
     sums[MEM_SUM], sums[MEM_RATE], sums[CPU_SUM], sums[CPU_SLOPE] = mem_sum, mem_rate, cpu_sum, 0
+
+
+@njit(inline="always")
+def _list_later(params, table, nodes, wheel, t):
+    """At the recheck step t: every node a reset left LATER (its memory unchanged since, or it
+    would have been listed) into the list of its OOM step, t or after. A pass over the records
+    in order, not a walk of a list: at the grid's own pace its records are far from the cache."""
+    later = _scratch()[0]
+    count = nodes.shape[0]
+    for first in range(0, count, SCRATCH):
+        later_count = 0
+        for i in range(first, min(first + SCRATCH, count)):
+            later[later_count] = i
+            later_count += nodes[i, OOM_DUE] == LATER
+        for k in range(later_count):
+            _link_oom(params, table, nodes, wheel, later[k], t)
 
 
 @njit(inline="always")
@@ -340,6 +348,8 @@ def _step_grid(state, params, g, actions, observations, rewards, terminals, trun
     invalid, waste, t = apply_actions(state, params, g, actions, _action_hook)
     sums, nodes, wheel = state.sums[g], state.nodes[g], state.wheel[g]
     table = params.entropy_integral
+    if t == _recheck_step(params):
+        _list_later(params, table, nodes, wheel, t)
 
     # 2. Time advances: the sums follow their rates, and the cpu phase changes due now apply.
     sums[MEM_SUM] += (entropy_integral_nb(table, t) - entropy_integral_nb(table, t - 1)) \
@@ -386,19 +396,16 @@ def _step_grid(state, params, g, actions, observations, rewards, terminals, trun
     wheel[t, WHEEL_OOM] = NEVER
     while i != NEVER:
         after = nodes[i, OOM_NEXT]
-        mem = mem_now(table, nodes, i, t)
-        if mem >= ONE:
-            ooms += 1
-            crits += nodes[i, PRIO] >= params.crit_fx
-            prio_sum += nodes[i, PRIO]
-            mem_change += params.restart_fx - mem
-            cpu_out, slope_out = _cpu_account(params, nodes, wheel, i, t, -1)
-            restart_node(params, nodes, i, t)
-            cpu_in, slope_in = _cpu_account(params, nodes, wheel, i, t, 1)
-            cpu_change += cpu_out + cpu_in
-            slope_change += slope_out + slope_in
-        # The walk took it out of its list. Below ONE: a reset listed it at the recheck step.
-        _link_oom(params, table, nodes, wheel, i, t + 1)
+        ooms += 1
+        crits += nodes[i, PRIO] >= params.crit_fx
+        prio_sum += nodes[i, PRIO]
+        mem_change += params.restart_fx - mem_now(table, nodes, i, t)
+        cpu_out, slope_out = _cpu_account(params, nodes, wheel, i, t, -1)
+        restart_node(params, nodes, i, t)
+        cpu_in, slope_in = _cpu_account(params, nodes, wheel, i, t, 1)
+        cpu_change += cpu_out + cpu_in
+        slope_change += slope_out + slope_in
+        _link_oom(params, table, nodes, wheel, i, t + 1)  # the walk took it out of its list
         i = after
     sums[MEM_SUM] += mem_change
     sums[CPU_SUM] += cpu_change

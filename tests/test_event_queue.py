@@ -86,29 +86,27 @@ def test_state_arrays_are_zeroed_writable_and_aligned(shape):
 
 def assert_oom_lists_hold_each_node_once(state, params):
     """Every node of every grid that reaches ONE within the episode in exactly one OOM list,
-    the one of its OOM_DUE's row, linked both ways; every other node in none, due NEVER. A
-    listed node's row is the step it reaches ONE, or an earlier recheck step where a reset
-    listed it (the walk there lists it again)."""
+    the one of its OOM step, linked both ways; or, before the recheck step, in none and LATER
+    (its OOM step then or after); every other node in none, due NEVER."""
     count = params.height * params.width
     table = params.entropy_integral
     recheck = event._recheck_step(params)
     for g in range(state.step.shape[0]):
-        nodes, wheel = state.nodes[g], state.wheel[g]
+        nodes, wheel, t = state.nodes[g], state.wheel[g], state.step[g]
         seen = np.zeros(count, dtype=np.int64)
         for row in range(params.max_steps + 1):
             i, before = wheel[row, WHEEL_OOM], NEVER
             while i != NEVER and seen[i] == 0:
                 assert nodes[i, OOM_DUE] == row and nodes[i, OOM_PREV] == before
-                due = first_oom_step(params, table, nodes, i, state.step[g] + 1)
-                assert row == due or row == recheck < due, (row, due)
+                assert first_oom_step(params, table, nodes, i, t + 1) == row
                 seen[i] += 1
                 before, i = i, nodes[i, OOM_NEXT]
             assert i == NEVER, f"grid {g}: node {i} twice in the lists"
-        below = np.array([mem_now(params.entropy_integral, nodes, i, params.max_steps) < ONE
-                          for i in range(count)])
-        np.testing.assert_array_equal(seen, ~below, err_msg=f"grid {g}: listed")
-        assert (nodes[below, OOM_DUE] == NEVER).all()
-        assert (nodes[below][:, [OOM_NEXT, OOM_PREV]] == NEVER).all()
+        due = np.array([first_oom_step(params, table, nodes, i, t + 1) for i in range(count)])
+        later = nodes[:, OOM_DUE] == event.LATER
+        np.testing.assert_array_equal(seen, (due != NEVER) & ~later, err_msg=f"grid {g}")
+        assert (due[later] >= recheck).all() and (t < recheck or not later.any())
+        assert (nodes[seen == 0][:, [OOM_NEXT, OOM_PREV]] == NEVER).all()
 
 
 def test_oom_lists_hold_each_node_once_after_resets_and_steps():
@@ -119,7 +117,7 @@ def test_oom_lists_hold_each_node_once_after_resets_and_steps():
     assert 24 * 24 % event.SCRATCH != 0
     world = World(event, params, num_grids=3, seed=5)
     assert_oom_lists_hold_each_node_once(world.state, params)
-    listed_at_recheck = (world.state.nodes[..., OOM_DUE] == event._recheck_step(params)).sum()
+    left_later = (world.state.nodes[..., OOM_DUE] == event.LATER).sum()
     rng = np.random.default_rng(8)
     steps_seen = set()
     for t in range(130):
@@ -127,5 +125,5 @@ def test_oom_lists_hold_each_node_once_after_resets_and_steps():
         steps_seen.update(world.state.step.tolist())
         if t % 10 == 9:
             assert_oom_lists_hold_each_node_once(world.state, params)
-    assert listed_at_recheck > 0 and event._recheck_step(params) in steps_seen
+    assert left_later > 0 and event._recheck_step(params) in steps_seen
     assert world.state.finished_count.sum() > 0
