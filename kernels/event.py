@@ -289,7 +289,7 @@ def _rebuild_grid(state, params, g):
 
 @njit(inline="always")
 def _recheck_step(params):
-    """The step where a reset lists the nodes that reach ONE in the episode's second half."""
+    """The step that lists the nodes a reset left LATER (`_list_later`): the episode's middle."""
     return params.max_steps // 2 + 1
 
 
